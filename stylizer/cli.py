@@ -1,0 +1,180 @@
+"""Command line: ``python -m stylizer stylize|presets|train-decoder|train-preset`` (contract in the brief).
+
+Exit codes: 0 success, 2 bad arguments or unusable input (one line on stderr), 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from .errors import StylizerError
+from .facade import StyleRef, Stylizer, StylizeRequest
+from .image import IMAGE_EXTENSIONS, list_images, save_image
+
+log = logging.getLogger("stylizer")
+
+#: Training subcommands live in their own modules (imported only when used): name -> "module:function".
+TRAINERS = {
+    "train-decoder": "stylizer.train.decoder:add_arguments",
+    "train-preset": "stylizer.train.preset:add_arguments",
+}
+
+
+class UsageError(StylizerError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (the contract), not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _weight(value: str) -> float:
+    try:
+        w = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if w <= 0:
+        raise argparse.ArgumentTypeError(f"weights must be positive: {value!r}")
+    return w
+
+
+def _strength(value: str) -> float:
+    s = float(value)
+    if not 0 <= s <= 1:
+        raise argparse.ArgumentTypeError(f"strength must be in 0..1, got {value}")
+    return s
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m stylizer", description="Neural style transfer (AdaIN, CIN, Johnson, Gatys)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("stylize", help="stylize one or more images (or folders)")
+    p.add_argument("content", nargs="+", type=Path, help="content image(s) or folder(s)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output file (one input) or folder")
+    style = p.add_mutually_exclusive_group(required=True)
+    style.add_argument("--style", nargs="+", type=Path, help="style image(s)")
+    style.add_argument("--preset", nargs="+", metavar="NAME[:W]", help="preset name(s), optional weights")
+    p.add_argument("--style-weights", nargs="+", type=_weight, metavar="W", help="weights for --style images")
+    p.add_argument("--method", help="adain | cin | johnson | gatys (default: the preset's, else adain)")
+    p.add_argument("--strength", type=_strength, default=1.0, help="0..1, how much style (default 1)")
+    p.add_argument("--size", type=int, default=512, help="long side of the output in px (default 512)")
+    p.add_argument("--style-size", type=int, default=None, help="long side style images are resized to")
+    p.add_argument("--preserve-color", nargs="?", const="luminance", default=None,
+                   choices=["luminance", "histogram"], help="keep the content colours (default: luminance)")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (gatys)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--fp32", action="store_true", help="disable mixed precision")
+
+    sub.add_parser("presets", help="list presets: name, method, source image, weights file")
+
+    for name, target in TRAINERS.items():
+        tp = sub.add_parser(name, help=f"{name.replace('-', ' ')} (see --help)")
+        module_name, _, func = target.partition(":")
+        try:
+            getattr(importlib.import_module(module_name), func)(tp)
+        except ImportError:
+            tp.set_defaults(unavailable=name)
+            tp.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _expand_inputs(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise UsageError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def _styles(args: argparse.Namespace) -> list[StyleRef]:
+    if args.style:
+        weights = args.style_weights or [1.0] * len(args.style)
+        if len(weights) != len(args.style):
+            raise UsageError(f"--style-weights gives {len(weights)} weights for {len(args.style)} styles")
+        return [StyleRef(image=path, weight=w) for path, w in zip(args.style, weights, strict=True)]
+    if args.style_weights:
+        raise UsageError("--style-weights goes with --style; write presets as NAME:W")
+    refs = []
+    for item in args.preset:
+        name, _, weight = item.partition(":")
+        refs.append(StyleRef(preset=name, weight=_weight(weight) if weight else 1.0))
+    return refs
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    inputs = _expand_inputs(args.content)
+    many = len(inputs) > 1 or any(p.is_dir() for p in args.content)
+    if many and args.output.suffix.lower() in IMAGE_EXTENSIONS:
+        raise UsageError(f"{len(inputs)} inputs need an output folder, not the file {args.output}")
+    styles = _styles(args)
+    stylizer = Stylizer()
+    for path in inputs:
+        out = args.output / f"{path.stem}.png" if many else args.output
+        if not many and not out.suffix:
+            out = out.with_suffix(".png")
+        request = StylizeRequest(
+            content=path, styles=styles, method=args.method, strength=args.strength,
+            preserve_color=args.preserve_color or False, size=args.size, style_size=args.style_size,
+            steps=args.steps, seed=args.seed, device=args.device, mixed_precision=not args.fp32,
+            progress=_log_progress if args.verbose else None,
+        )
+        result = stylizer.stylize(request)
+        save_image(result.image, out)
+        log.info("%s -> %s (%s on %s, %.2fs)", path, out, result.method, result.device, result.timings["total"])
+    return 0
+
+
+def _log_progress(progress) -> None:
+    log.info("%s %d/%d%s", progress.stage, progress.step, progress.total,
+             f" loss={progress.loss:.4g}" if progress.loss is not None else "")
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    manifest = Stylizer().manifest
+    rows = [(p.name, p.method, p.source or "-", p.file.name) for p in manifest.presets.values()]
+    if not rows:
+        print("no presets installed")
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if getattr(args, "unavailable", None):
+            raise UsageError(f"{args.unavailable} is not available in this build yet")
+        if args.command == "stylize":
+            return cmd_stylize(args)
+        if args.command == "presets":
+            return cmd_presets(args)
+        return args.run(args)
+    except StylizerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

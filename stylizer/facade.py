@@ -1,0 +1,216 @@
+"""The one entry point the CLI and the bot use: :class:`Stylizer` and :func:`stylize`.
+
+The facade owns the plumbing every method shares: decoding and validating images, resizing,
+style mixing weights, resolving presets and the default method, colour preservation, timing, and
+recovering from GPU out-of-memory (retry at a smaller size, then on the CPU). Methods only turn
+tensors into tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from . import image as img
+from .color import ColorMode, match_color, preserve_color
+from .device import empty_cache, is_oom, resolve_device
+from .errors import MethodError, StylizerError
+from .manifest import Manifest
+from .methods import MethodJob, ProgressFn, StyleInput, available_methods, get_method
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = 512
+#: Largest output side we accept; Telegram photos cap at 10000 px width+height anyway.
+MAX_SIDE = 4096
+#: On CUDA OOM, shrink by this factor and retry this many times before falling back to the CPU.
+OOM_SHRINK, OOM_RETRIES = 0.75, 2
+
+
+@dataclass(frozen=True)
+class StyleRef:
+    """A style ingredient as the caller names it: an image (path, bytes, PIL) or a preset name."""
+
+    image: img.ImageSource | None = None
+    preset: str | None = None
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if (self.image is None) == (self.preset is None):
+            raise StylizerError("a style is either an image or a preset, not both or neither")
+        if not self.weight > 0:
+            raise StylizerError(f"style weights must be positive, got {self.weight}")
+
+
+@dataclass
+class StylizeRequest:
+    content: img.ImageSource
+    styles: Sequence[StyleRef]
+    method: str | None = None  # None: the presets' own method, else adain (gatys if adain is missing)
+    strength: float = 1.0
+    preserve_color: bool | str | ColorMode = False
+    size: int | None = DEFAULT_SIZE  # long side of the output; None keeps the input size
+    style_size: int | None = None  # long side styles are resized to (None: the method's default)
+    steps: int | None = None
+    seed: int | None = None
+    device: str | torch.device = "auto"
+    mixed_precision: bool = True
+    progress: ProgressFn | None = None
+    cancel: threading.Event | None = None
+    options: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class StylizeResult:
+    image: Image.Image
+    method: str
+    device: str
+    size: tuple[int, int]
+    timings: dict[str, float]  # seconds: load, run, total
+
+
+class Stylizer:
+    """Holds the manifest and the (lazily built, shared) networks; safe to call from worker threads."""
+
+    def __init__(self, manifest: Manifest | None = None) -> None:
+        self.manifest = manifest or Manifest.default()
+
+    def methods(self) -> list[str]:
+        return available_methods(self.manifest)
+
+    def resolve_method(self, request: StylizeRequest) -> str:
+        if request.method:
+            return request.method
+        preset_methods = {self.manifest.preset(s.preset).method for s in request.styles if s.preset}
+        if len(preset_methods) > 1:
+            raise StylizerError("presets of different methods cannot be mixed; pass a method explicitly")
+        if preset_methods and not any(s.image is not None for s in request.styles):
+            return preset_methods.pop()
+        return "adain" if "adain" in self.methods() else "gatys"
+
+    def stylize(self, request: StylizeRequest) -> StylizeResult:
+        t0 = time.perf_counter()
+        if not request.styles:
+            raise StylizerError("no style given: pass a style image or a preset")
+        if not 0.0 <= request.strength <= 1.0:
+            raise StylizerError(f"strength must be between 0 and 1, got {request.strength}")
+        if request.size is not None and not img.MIN_SIDE <= request.size <= MAX_SIDE:
+            raise StylizerError(f"size must be between {img.MIN_SIDE} and {MAX_SIDE}, got {request.size}")
+        name = self.resolve_method(request)
+        method = get_method(name)
+        if not method.available(self.manifest):
+            raise MethodError(f"method {name!r} has no trained weights in this installation")
+        color = ColorMode.parse(request.preserve_color)
+        content_pil = img.load_image(request.content)
+        style_pils: list[tuple[StyleRef, Image.Image | None]] = []
+        for ref in request.styles:
+            if ref.image is not None:
+                if not method.accepts_images:
+                    raise MethodError(f"method {name!r} only takes presets, not style images")
+                style_pils.append((ref, img.load_image(ref.image)))
+            else:
+                self.manifest.preset(ref.preset or "")  # fail early on unknown presets
+                style_pils.append((ref, None))
+        t_load = time.perf_counter()
+
+        device = resolve_device(request.device)
+        size = request.size or max(content_pil.size)
+        for attempt in range(OOM_RETRIES + 2):
+            try:
+                out = self._run(method, request, content_pil, style_pils, device, size, color)
+                break
+            except Exception as exc:
+                if not is_oom(exc) or device.type != "cuda":
+                    raise
+                empty_cache(device)
+                if attempt < OOM_RETRIES:
+                    size = max(img.MIN_SIDE, int(size * OOM_SHRINK))
+                    log.warning("CUDA out of memory; retrying %s at %d px", name, size)
+                else:
+                    log.warning("CUDA out of memory; retrying %s on the CPU", name)
+                    device, size = torch.device("cpu"), request.size or max(content_pil.size)
+        else:  # pragma: no cover - the loop always breaks or raises
+            raise StylizerError("stylization failed")
+        t_run = time.perf_counter()
+        result = img.tensor_to_pil(out)
+        return StylizeResult(
+            image=result,
+            method=name,
+            device=str(device),
+            size=result.size,
+            timings={"load": t_load - t0, "run": t_run - t_load, "total": time.perf_counter() - t0},
+        )
+
+    def _run(self, method, request, content_pil, style_pils, device, size, color) -> torch.Tensor:
+        content = img.pil_to_tensor(img.resize_long_side(content_pil, size), device)
+        style_size = request.style_size or size
+        total = sum(ref.weight for ref, _ in style_pils)
+        styles = []
+        for ref, pil in style_pils:
+            weight = ref.weight / total
+            if pil is None:
+                preset = self.manifest.preset(ref.preset or "")
+                styles.append(StyleInput(weight, preset=preset, key=f"preset:{preset.name}"))
+                continue
+            tensor = img.pil_to_tensor(img.resize_long_side(pil, style_size), device)
+            key = img.image_digest(pil)
+            if color is ColorMode.HISTOGRAM:
+                tensor = match_color(tensor, content)
+                key += ":hist:" + img.image_digest(content_pil)
+            styles.append(StyleInput(weight, image=tensor, key=f"{key}@{style_size}"))
+        job = MethodJob(
+            content=content, styles=styles, device=device, manifest=self.manifest,
+            strength=request.strength, steps=request.steps, seed=request.seed,
+            mixed_precision=request.mixed_precision, progress=request.progress, cancel=request.cancel,
+            options=dict(request.options),
+        )
+        job.check_cancelled()
+        if request.seed is not None:
+            torch.manual_seed(request.seed)
+        with torch.inference_mode(not method.slow):
+            out = method.run(job).float()
+        out = out.to(content.device)
+        if tuple(out.shape[-2:]) != tuple(content.shape[-2:]):
+            out = img.resize_tensor(out, tuple(content.shape[-2:]))
+        only_images = all(s.image is not None for s in styles)
+        if color is ColorMode.LUMINANCE or (color is ColorMode.HISTOGRAM and not only_images):
+            out = preserve_color(out, content, color)
+        return out.clamp(0, 1)
+
+
+_default: Stylizer | None = None
+_default_lock = threading.Lock()
+
+
+def default_stylizer() -> Stylizer:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Stylizer()
+        return _default
+
+
+def stylize(
+    content: img.ImageSource,
+    style: img.ImageSource | Sequence[StyleRef] | None = None,
+    *,
+    preset: str | None = None,
+    **kwargs,
+) -> StylizeResult:
+    """Convenience wrapper: ``stylize(photo, style_image)`` or ``stylize(photo, preset="starry_night")``."""
+    if preset is not None:
+        styles: Sequence[StyleRef] = [StyleRef(preset=preset)]
+    elif isinstance(style, Sequence) and style and isinstance(style[0], StyleRef):
+        styles = style  # type: ignore[assignment]
+    elif style is not None:
+        styles = [StyleRef(image=style)]  # type: ignore[arg-type]
+    else:
+        raise StylizerError("no style given: pass a style image or a preset")
+    return default_stylizer().stylize(StylizeRequest(content=content, styles=styles, **kwargs))
+

@@ -1,0 +1,169 @@
+"""Image loading, validation and tensor conversion: the only place that touches Pillow for input.
+
+Every entry point (CLI, bot, training, benchmarks) goes through :func:`load_image`, so EXIF rotation,
+exotic modes (RGBA, P, CMYK, 16-bit, grayscale), decompression bombs and pixel limits are handled
+once and consistently. Anything unusable becomes an :class:`~stylizer.errors.ImageError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+#: Refuse to decode anything larger than this many pixels (a 12000x12000 header is 144 MP).
+MAX_PIXELS = 50_000_000
+#: Smallest usable side: VGG pools five times, so below this the style statistics are meaningless.
+MIN_SIDE = 16
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+ImageSource = str | Path | bytes | BinaryIO | Image.Image
+
+
+def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> Image.Image:
+    """Decode ``source`` into an upright 8-bit RGB image, or raise :class:`ImageError`.
+
+    The pixel limit is checked on the header before decoding, so a tiny file that claims to be
+    12000x12000 costs nothing. Transparent images are composited on white, which is what a user
+    expects to see from a sticker-like PNG.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+        image.load()
+    else:
+        name = str(source) if isinstance(source, str | Path) else "image"
+        try:
+            if isinstance(source, bytes):
+                source = io.BytesIO(source)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(source)
+                _check_size(image.size, max_pixels, min_side)
+                image.load()
+        except ImageError:
+            raise
+        except FileNotFoundError as exc:
+            raise ImageError(f"{name}: no such file") from exc
+        except IsADirectoryError as exc:
+            raise ImageError(f"{name}: is a directory, not an image") from exc
+        except UnidentifiedImageError as exc:
+            raise ImageError(f"{name}: not an image Pillow can read") from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(f"{name}: image is too large (decompression bomb guard)") from exc
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageError(f"{name}: corrupt or truncated image ({exc})") from exc
+    _check_size(image.size, max_pixels, min_side)
+    if getattr(image, "is_animated", False):
+        image.seek(0)
+    image = ImageOps.exif_transpose(image)
+    return to_rgb(image)
+
+
+def _check_size(size: tuple[int, int], max_pixels: int, min_side: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image is too large: {width}x{height} is over the limit of {max_pixels / 1e6:.0f} megapixels"
+        )
+    if min(width, height) < min_side:
+        raise ImageError(f"image is too small: {width}x{height}, each side must be at least {min_side} px")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB; alpha is composited on white, CMYK uses Pillow's ICC-less path."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float32)
+        scale = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / scale * 255.0, 0, 255).astype(np.uint8), "L")
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float32)
+        image = Image.fromarray(np.clip(array * (255.0 if array.max() <= 1 else 1), 0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def resize_long_side(image: Image.Image, long_side: int | None, *, allow_upscale: bool = True) -> Image.Image:
+    """Resize so the longer side is ``long_side`` (kept even: the decoders upsample by powers of two)."""
+    if not long_side:
+        return image
+    width, height = image.size
+    scale = long_side / max(width, height)
+    if scale > 1 and not allow_upscale:
+        return image
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    if (new_w, new_h) == (width, height):
+        return image
+    return image.resize((new_w, new_h), Image.Resampling.LANCZOS)
+
+
+def pil_to_tensor(image: Image.Image, device: torch.device | str = "cpu") -> torch.Tensor:
+    """RGB PIL image -> float tensor (1, 3, H, W) in [0, 1]."""
+    array = np.asarray(to_rgb(image), dtype=np.uint8).copy()
+    tensor = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+    return tensor.to(device=device, dtype=torch.float32).div_(255.0)
+
+
+def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
+    """Float tensor (1, 3, H, W) or (3, H, W) in [0, 1] -> RGB PIL image (values clamped)."""
+    if tensor.dim() == 4:
+        tensor = tensor[0]
+    array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def resize_tensor(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear resize of a (N, C, H, W) tensor to ``size`` = (H, W)."""
+    if tuple(tensor.shape[-2:]) == tuple(size):
+        return tensor
+    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def blend(content: torch.Tensor, stylized: torch.Tensor, strength: float) -> torch.Tensor:
+    """Pixel-space strength for methods whose networks have no natural interpolation knob."""
+    if strength >= 1.0:
+        return stylized
+    content = resize_tensor(content, tuple(stylized.shape[-2:]))
+    return torch.lerp(content, stylized, float(strength))
+
+
+def image_digest(image: Image.Image) -> str:
+    """A stable key for caching per-image work (style statistics): hash of size, mode and pixels."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.mode}{image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name (hidden files skipped)."""
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
+
+
+def save_image(image: Image.Image, path: Path, *, quality: int = 95) -> None:
+    """Save by extension; JPEG gets high quality and no chroma subsampling (style detail lives there)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        image.save(path, quality=quality, subsampling=0, optimize=True)
+    elif suffix == ".webp":
+        image.save(path, quality=quality)
+    else:
+        image.save(path)
