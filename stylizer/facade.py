@@ -21,7 +21,7 @@ from . import image as img
 from .color import ColorMode, match_color, preserve_color
 from .device import empty_cache, is_oom, resolve_device
 from .errors import MethodError, StylizerError
-from .manifest import Manifest
+from .manifest import Manifest, Preset
 from .methods import MethodJob, ProgressFn, StyleInput, available_methods, get_method
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,20 @@ class Stylizer:
         if color is ColorMode.LUMINANCE or (color is ColorMode.HISTOGRAM and not only_images):
             out = preserve_color(out, content, color)
         return out.clamp(0, 1)
+
+
+    def train_preset(self, name: str, style: img.ImageSource, **kwargs) -> Preset:
+        """Train a new preset from one style picture (see :func:`stylizer.train.preset.train_preset`).
+
+        Returns the draft :class:`Preset` (weights written to ``out_dir``); publishing it is the caller's
+        decision: add it to a manifest file (``write_preset_manifest``) or render a sample first with
+        ``Stylizer(self.manifest.with_presets(draft))``.
+        """
+        try:
+            from .train.preset import train_preset
+        except ImportError as exc:
+            raise MethodError("preset training is not available in this build") from exc
+        return train_preset(name, style, manifest=self.manifest, **kwargs)
 
 
 _default: Stylizer | None = None

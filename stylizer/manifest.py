@@ -174,6 +174,13 @@ class Manifest:
     def enabled_presets(self) -> list[Preset]:
         return [p for p in self.presets.values() if p.enabled]
 
+    def with_presets(self, *presets: Preset) -> Manifest:
+        """A copy that also knows ``presets`` (e.g. a freshly trained draft, to render its sample)."""
+        copy = Manifest()
+        copy.files, copy.models = list(self.files), dict(self.models)
+        copy.presets = {**self.presets, **{p.name: p for p in presets}}
+        return copy
+
 
 def write_preset_manifest(path: Path, presets: Iterable[Preset]) -> None:
     """(Re)write a manifest holding only ``[[presets]]`` (used for admin-trained presets)."""
