@@ -1,0 +1,96 @@
+"""All bot configuration in one settings object, read from the environment or ``.env``.
+
+One object (rather than ``os.environ`` lookups scattered through handlers) so that tests can build
+a fully isolated bot from keyword arguments and every knob is listed in one place (and in
+``.env.example``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PUBLIC_API = "https://api.telegram.org/bot"
+PUBLIC_FILE_API = "https://api.telegram.org/file/bot"
+
+
+class Settings(BaseSettings):
+    """Bot settings; environment variable names are the upper-case field names."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: str = ""
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    data_dir: Path = Path("var")
+    database_url: str = ""  # default: sqlite+aiosqlite file DATA_DIR/bot.db
+    telegram_base_url: str = PUBLIC_API
+    telegram_base_file_url: str = PUBLIC_FILE_API
+
+    stylizer_device: str = "auto"
+    workers: int = Field(2, ge=1, le=32)  # CPU worker threads; a CUDA device always gets one
+
+    # Limits (Telegram's own: getFile <= 20 MB, sendPhoto <= 10 MB and width + height <= 10000).
+    max_upload_mb: float = Field(20, gt=0, le=20)
+    max_image_side: int = Field(10000, ge=16)
+    output_size: int = Field(512, ge=16, le=4096)  # default long side of results
+    max_output_size: int = Field(1024, ge=16, le=4096)  # largest size users may pick in /settings
+    max_jobs_per_user: int = Field(2, ge=1)  # queued + running at once
+    rate_per_minute: int = Field(6, ge=1)  # accepted jobs per user per minute
+    max_queue: int = Field(50, ge=1)  # queued jobs overall before new ones are refused
+
+    default_strength: float = Field(1.0, ge=0.25, le=1.0)
+    gatys_steps: int | None = Field(None, ge=1)  # None: the method's default
+    progress_interval: float = Field(1.5, gt=0)  # seconds between status-message edits
+    presets_per_page: int = Field(6, ge=1, le=20)
+    history_size: int = Field(5, ge=1, le=20)
+
+    # Admin preset training.
+    train_content_dir: Path | None = None
+    train_steps: int | None = Field(None, ge=1)
+    train_size: int = Field(256, ge=16)
+    sample_image: Path | None = None  # photo rendered to preview a trained preset (default: first of TRAIN_CONTENT_DIR)
+
+    log_level: str = "INFO"
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(";", ",").split(",") if part.strip())
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+    @field_validator("gatys_steps", "train_steps", "train_content_dir", "sample_image", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'bot.db'}"
+        self.max_output_size = max(self.max_output_size, self.output_size)
+        return self
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    @property
+    def presets_dir(self) -> Path:
+        return self.data_dir / "presets"
+
+    def is_admin(self, user_id: int | None) -> bool:
+        return user_id is not None and user_id in self.admin_ids

@@ -1,0 +1,378 @@
+"""The persistent job queue and its worker pool.
+
+A request becomes a ``jobs`` row (status ``queued``) and is committed *before* the user hears
+"queued", so a crash or restart never loses it: :meth:`JobRunner.start` re-queues everything still
+queued or running. Workers are asyncio tasks that hand the heavy stylization to a thread
+(``asyncio.to_thread``) so the event loop keeps answering other users; CPU deployments run
+``WORKERS`` of them, a CUDA device gets exactly one (two jobs would only fight over its memory).
+
+Each job owns one status message that is edited (throttled to ``PROGRESS_INTERVAL``) from
+"position N in the queue" through progress percentages to "done", with a Cancel button wired to the
+facade's ``threading.Event``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from telegram import Bot
+from telegram.constants import ChatAction
+from telegram.error import Forbidden, TelegramError
+
+from stylizer.errors import Cancelled, StylizerError
+from stylizer.facade import StyleRef, StylizeRequest
+from stylizer.methods import Progress
+
+from . import store
+from .keyboards import cancel_keyboard, result_keyboard
+from .models import Job, JobStatus, StoredImage, utcnow
+from .services import Services
+from .tg import safe_edit, safe_send, with_retry
+
+log = logging.getLogger(__name__)
+
+#: Telegram's sendPhoto limit; results are JPEG-encoded below it (the PNG is offered as a file).
+PHOTO_LIMIT = 10 * 1024 * 1024
+
+
+class Refused(Exception):
+    """A request the bot declines (limits); the message is shown to the user as is."""
+
+
+@dataclass
+class JobSpec:
+    user_id: int
+    chat_id: int
+    content_image_id: int
+    method: str
+    params: dict
+    style_image_id: int | None = None
+    preset: str | None = None
+    parent_id: int | None = None
+
+
+@dataclass
+class _Work:
+    """Plain values a worker thread needs (no ORM objects cross the thread boundary)."""
+
+    job_id: int
+    user_id: int
+    content: Path
+    style: Path | None
+    preset: str | None
+    method: str
+    params: dict
+
+
+class _Live:
+    """What a running job shows; the worker thread writes ``progress``, the ticker reads it."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+
+    def update(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def text(self) -> str:
+        p = self.progress
+        if p is None or not p.total:
+            return "🎨 Working on your picture…"
+        pct = round(100 * p.fraction)
+        bar = "▓" * (pct // 10) + "░" * (10 - pct // 10)
+        return f"🎨 Working on your picture… {pct}%\n{bar}"
+
+
+def queued_text(position: int) -> str:
+    return f"⏳ Queued — position {position}. I'll update this message as it goes."
+
+
+def style_title(job: Job, services: Services) -> str:
+    if job.preset:
+        try:
+            return services.stylizer.manifest.preset(job.preset).title
+        except StylizerError:
+            return job.preset
+    return "your style"
+
+
+class JobRunner:
+    def __init__(self, services: Services, bot: Bot) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.bot = bot
+        self.queue: asyncio.Queue[int] = asyncio.Queue()
+        self._cancels: dict[int, threading.Event] = {}
+        self._shown: dict[int, str] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._user_locks: dict[int, asyncio.Lock] = {}
+        self._stopping = False
+
+    @property
+    def worker_count(self) -> int:
+        return 1 if self.services.device.startswith("cuda") else self.settings.workers
+
+    @property
+    def running(self) -> int:
+        return len(self._cancels)
+
+    async def start(self) -> None:
+        """Re-queue what a previous run left unfinished, then start the workers."""
+        async with self.services.sessions() as session:
+            leftovers = await store.active_jobs(session)
+            for job in leftovers:
+                job.status = JobStatus.QUEUED
+            await session.commit()
+        for job in leftovers:
+            self.queue.put_nowait(job.id)
+        if leftovers:
+            log.info("re-queued %d unfinished job(s) from the previous run", len(leftovers))
+        self._stopping = False
+        self._tasks = [asyncio.create_task(self._worker(i), name=f"stylize-worker-{i}")
+                       for i in range(self.worker_count)]
+        log.info("%d worker(s) on %s", len(self._tasks), self.services.device)
+
+    async def stop(self) -> None:
+        """Stop workers; running jobs stay ``running`` in the database and are redone after a restart."""
+        self._stopping = True
+        for event in self._cancels.values():
+            event.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # -- accepting work ------------------------------------------------------------------------------
+
+    async def accept(self, spec: JobSpec) -> Job:
+        """Check the limits, persist the job, then tell the user and queue it; raises :class:`Refused`."""
+        lock = self._user_locks.setdefault(spec.user_id, asyncio.Lock())
+        async with lock, self.services.sessions() as session:
+            in_flight = len(await store.active_jobs(session, spec.user_id))
+            if in_flight >= self.settings.max_jobs_per_user:
+                raise Refused(f"You already have {in_flight} picture(s) in progress. Please wait for them "
+                              "to finish, or /cancel.")
+            if await store.count_recent_jobs(session, spec.user_id) >= self.settings.rate_per_minute:
+                raise Refused("That's a lot of pictures in one minute 🙂 Please wait a little and try again.")
+            if len(await store.queued_ids(session)) >= self.settings.max_queue:
+                raise Refused("I'm very busy right now. Please try again in a few minutes.")
+            job = Job(user_id=spec.user_id, chat_id=spec.chat_id, content_image_id=spec.content_image_id,
+                      style_image_id=spec.style_image_id, preset=spec.preset, method=spec.method,
+                      params=spec.params, parent_id=spec.parent_id, status=JobStatus.QUEUED,
+                      queued_at=utcnow(), attempts=0)
+            session.add(job)
+            await session.commit()  # persisted before the user is told anything
+            position = await store.queue_position(session, job.id)
+        text = queued_text(position)
+        message_id = await safe_send(self.bot, spec.chat_id, text, cancel_keyboard(job.id))
+        if message_id is not None:
+            self._shown[job.id] = text
+            async with self.services.sessions() as session:
+                row = await session.get(Job, job.id)
+                if row is not None:
+                    row.status_message_id = message_id
+                    await session.commit()
+            job.status_message_id = message_id
+        await self.queue.put(job.id)
+        return job
+
+    async def cancel(self, job_id: int) -> bool:
+        """Cancel a queued or running job; True if it was still active."""
+        async with self.services.sessions() as session:
+            job = await session.get(Job, job_id)
+            if job is None or job.status not in JobStatus.ACTIVE:
+                return False
+            event = self._cancels.get(job_id)
+            if event is not None:  # running: the worker thread stops at its next progress report
+                event.set()
+                return True
+            job.status, job.finished_at, job.error = JobStatus.CANCELLED, utcnow(), "cancelled by user"
+            await session.commit()
+            chat_id, message_id = job.chat_id, job.status_message_id
+        if message_id:
+            await safe_edit(self.bot, chat_id, message_id, "✖ Cancelled.")
+        self._shown.pop(job_id, None)
+        await self._refresh_positions()
+        return True
+
+    # -- the workers -----------------------------------------------------------------------------
+
+    async def _worker(self, index: int) -> None:
+        while True:
+            job_id = await self.queue.get()
+            try:
+                await self._process(job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker %d: job %d crashed", index, job_id)
+                await self._finish(job_id, JobStatus.FAILED, "internal error",
+                                   "😕 Sorry, something went wrong on my side. Please try again.")
+            finally:
+                self.queue.task_done()
+
+    async def _process(self, job_id: int) -> None:
+        async with self.services.sessions() as session:
+            job = await session.get(Job, job_id)
+            if job is None or job.status != JobStatus.QUEUED:
+                return  # cancelled or deleted while waiting
+            content = await session.get(StoredImage, job.content_image_id)
+            style = await session.get(StoredImage, job.style_image_id) if job.style_image_id else None
+            if content is None:
+                job.status, job.error = JobStatus.FAILED, "input image is gone"
+                await session.commit()
+                return
+            job.status, job.started_at, job.attempts = JobStatus.RUNNING, utcnow(), job.attempts + 1
+            await session.commit()
+            style_path = Path(style.path) if style else (Path(job.params["style_file"])
+                                                         if job.params.get("style_file") else None)
+            work = _Work(job.id, job.user_id, Path(content.path), style_path, job.preset, job.method,
+                         dict(job.params))
+            chat_id, message_id = job.chat_id, job.status_message_id
+        cancel = threading.Event()
+        self._cancels[job_id] = cancel
+        self._shown.pop(job_id, None)
+        if message_id is None:
+            message_id = await safe_send(self.bot, chat_id, "🎨 Working on your picture…", cancel_keyboard(job_id))
+            await self._set_message(job_id, message_id)
+        await self._refresh_positions()
+        live = _Live()
+        ticker = asyncio.create_task(self._tick(job_id, chat_id, message_id, live))
+        started = time.perf_counter()
+        try:
+            png_path, jpeg, result = await asyncio.to_thread(self._render, work, live.update, cancel)
+        except Cancelled:
+            if self._stopping:
+                return  # shutting down: stays "running", re-queued at the next start
+            await self._finish(job_id, JobStatus.CANCELLED, "cancelled by user", "✖ Cancelled.")
+            return
+        except StylizerError as exc:
+            log.info("job %d failed: %s", job_id, exc)
+            await self._finish(job_id, JobStatus.FAILED, str(exc), f"😕 Sorry, I couldn't stylize this picture: {exc}")
+            return
+        finally:
+            ticker.cancel()
+            self._cancels.pop(job_id, None)
+        elapsed = time.perf_counter() - started
+        await self._deliver(job_id, chat_id, message_id, png_path, jpeg, result, elapsed)
+
+    def _render(self, work: _Work, progress, cancel: threading.Event):
+        """Runs in a worker thread: stylize, save the PNG, encode the photo."""
+        styles = [StyleRef(image=work.style)] if work.style else [StyleRef(preset=work.preset)]
+        params = work.params
+        request = StylizeRequest(
+            content=work.content, styles=styles, method=work.method,
+            strength=float(params.get("strength", 1.0)),
+            preserve_color="luminance" if params.get("preserve_color") else False,
+            size=int(params.get("size", self.settings.output_size)),
+            steps=params.get("steps"), seed=params.get("seed"),
+            device=self.settings.stylizer_device, progress=progress, cancel=cancel,
+        )
+        result = self.services.stylizer.stylize(request)
+        png_path = self.settings.results_dir / str(work.user_id) / f"{work.job_id}.png"
+        png_path.parent.mkdir(parents=True, exist_ok=True)
+        result.image.save(png_path, "PNG")
+        jpeg = b""
+        for quality in (92, 85, 75, 60):
+            buf = io.BytesIO()
+            result.image.save(buf, "JPEG", quality=quality)
+            jpeg = buf.getvalue()
+            if len(jpeg) <= PHOTO_LIMIT:
+                break
+        return png_path, jpeg, result
+
+    async def _deliver(self, job_id, chat_id, message_id, png_path, jpeg, result, elapsed) -> None:
+        async with self.services.sessions() as session:
+            job = await session.get(Job, job_id)
+            if job is None:  # the user deleted their data meanwhile
+                png_path.unlink(missing_ok=True)
+                return
+            job.timings = {k: round(v, 3) for k, v in result.timings.items()}
+            job.device, job.result_path = result.device, str(png_path)
+            width, height = result.size
+            caption = (f"{style_title(job, self.services)} · {result.method} · "
+                       f"strength {round(100 * float(job.params.get('strength', 1.0)))}% · {width}×{height}")
+            markup = result_keyboard(job, self._hq_possible(job))
+            try:
+                sent = await with_retry(lambda: self.bot.send_photo(chat_id, photo=jpeg, caption=caption,
+                                                                    reply_markup=markup))
+            except (Forbidden, TelegramError) as exc:
+                log.warning("job %d: result not delivered: %s", job_id, exc)
+                job.status, job.error, job.finished_at = JobStatus.FAILED, f"delivery failed: {exc}", utcnow()
+                await session.commit()
+                return
+            job.result_file_id = sent.photo[-1].file_id if sent.photo else None
+            job.status, job.finished_at = JobStatus.DONE, utcnow()
+            await session.commit()
+        if message_id:
+            await safe_edit(self.bot, chat_id, message_id, f"✅ Done in {elapsed:.1f} s.")
+
+    def _hq_possible(self, job: Job) -> bool:
+        if not self.services.hq_method or job.method == self.services.hq_method:
+            return False
+        if job.style_image_id:
+            return True
+        try:
+            thumb = self.services.stylizer.manifest.preset(job.preset or "").thumbnail
+        except StylizerError:
+            return False
+        return thumb is not None and thumb.is_file()
+
+    async def _finish(self, job_id: int, status: str, error: str, text: str) -> None:
+        async with self.services.sessions() as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                return
+            job.status, job.error, job.finished_at = status, error[:2000], utcnow()
+            await session.commit()
+            chat_id, message_id = job.chat_id, job.status_message_id
+        if message_id:
+            await safe_edit(self.bot, chat_id, message_id, text)
+        else:
+            await safe_send(self.bot, chat_id, text)
+
+    async def _set_message(self, job_id: int, message_id: int | None) -> None:
+        async with self.services.sessions() as session:
+            job = await session.get(Job, job_id)
+            if job is not None:
+                job.status_message_id = message_id
+                await session.commit()
+
+    async def _tick(self, job_id: int, chat_id: int, message_id: int | None, live: _Live) -> None:
+        """While a job runs: keep the chat action alive and mirror progress into the status message."""
+        last_action = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now - last_action >= 4.5:  # a chat action lasts 5 s
+                    last_action = now
+                    try:
+                        await self.bot.send_chat_action(chat_id, ChatAction.UPLOAD_PHOTO)
+                    except TelegramError as exc:
+                        log.debug("chat action failed: %s", exc)
+                text = live.text()
+                if (message_id and self._shown.get(job_id) != text
+                        and await safe_edit(self.bot, chat_id, message_id, text, cancel_keyboard(job_id))):
+                    self._shown[job_id] = text
+                await asyncio.sleep(self.settings.progress_interval)
+        except asyncio.CancelledError:
+            self._shown.pop(job_id, None)
+            raise
+
+    async def _refresh_positions(self, limit: int = 30) -> None:
+        """Waiting jobs moved up: update their "position N" messages (unchanged ones are skipped)."""
+        async with self.services.sessions() as session:
+            ids = (await store.queued_ids(session))[:limit]
+            jobs = [await session.get(Job, i) for i in ids]
+        for position, job in enumerate(jobs, start=1):
+            if job is None or not job.status_message_id:
+                continue
+            text = queued_text(position)
+            if self._shown.get(job.id) != text and await safe_edit(
+                    self.bot, job.chat_id, job.status_message_id, text, cancel_keyboard(job.id)):
+                self._shown[job.id] = text

@@ -1,0 +1,146 @@
+"""SQLAlchemy 2 models: the bot's whole persistent state.
+
+The job queue lives in ``jobs`` (not in memory) so that a restart re-queues every accepted job;
+``events`` records every incoming request, including refused ones, so support questions and abuse
+can be answered from the database. ``migrations/versions`` must describe exactly these tables
+(``tests/test_bot_db.py`` compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    """Naive UTC: SQLite drops time zones, so everything in the database is naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ACTIVE = (QUEUED, RUNNING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram user id
+    username: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(String(128))
+    language: Mapped[str | None] = mapped_column(String(16))
+    strength: Mapped[float | None] = mapped_column(Float)  # None: the bot's default
+    output_size: Mapped[int | None] = mapped_column(Integer)
+    preserve_color: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "Use my own style": the content image waiting for a style picture, and the method to use.
+    awaiting_image_id: Mapped[int | None] = mapped_column(Integer)
+    awaiting_method: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class StoredImage(Base):
+    """A user's input picture, saved once under DATA_DIR/images (by Telegram's file_unique_id)."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    file_unique_id: Mapped[str] = mapped_column(String(128))
+    file_id: Mapped[str] = mapped_column(String(256))
+    path: Mapped[str] = mapped_column(String(512))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_images_user_unique", "user_id", "file_unique_id", unique=True),)
+
+
+class Job(Base):
+    """One stylization request; the persisted queue (status queued/running survive restarts)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    content_image_id: Mapped[int] = mapped_column(Integer, ForeignKey("images.id", ondelete="CASCADE"))
+    style_image_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("images.id", ondelete="CASCADE"))
+    preset: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    parent_id: Mapped[int | None] = mapped_column(Integer)  # the result this job varies (strength, colours, ...)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    queued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    device: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    result_file_id: Mapped[str | None] = mapped_column(String(256))
+    result_path: Mapped[str | None] = mapped_column(String(512))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PresetRow(Base):
+    """A preset users can pick: synced from the stylizer manifests at start; admins toggle ``enabled``."""
+
+    __tablename__ = "presets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128), default="")
+    method: Mapped[str] = mapped_column(String(32))
+    origin: Mapped[str] = mapped_column(String(16), default="shipped")  # shipped | trained
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    available: Mapped[bool] = mapped_column(Boolean, default=True)  # still listed in a manifest
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TrainingRun(Base):
+    """An admin's /train request: draft preset, progress, and whether it was published."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    admin_id: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
+    style_path: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued running done failed published ...
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the trained Preset's fields
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Event(Base):
+    """Every incoming update (message, command, button), with what the bot made of it."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    update_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))  # photo, document, text, command, callback, sticker, ...
+    detail: Mapped[str | None] = mapped_column(String(256))
+    outcome: Mapped[str] = mapped_column(String(16), default="received")  # received | accepted | rejected | error
+    reason: Mapped[str | None] = mapped_column(String(256))
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,138 @@
+"""Database queries the handlers, the job runner and the admin tools share.
+
+Every function takes an open ``AsyncSession`` and leaves committing to the caller, except where the
+name says otherwise, so one request can group its writes into one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import User as TgUser
+
+from stylizer.manifest import Manifest
+
+from .models import Event, Job, JobStatus, PresetRow, StoredImage, TrainingRun, User, utcnow
+
+
+async def upsert_user(session: AsyncSession, tg_user: TgUser) -> User:
+    """The user's row, created on first contact and refreshed with their current name."""
+    user = await session.get(User, tg_user.id)
+    if user is None:
+        user = User(id=tg_user.id, preserve_color=False, created_at=utcnow())
+        session.add(user)
+    user.username = tg_user.username
+    user.first_name = (tg_user.first_name or "")[:128]
+    user.language = tg_user.language_code
+    user.last_seen = utcnow()
+    return user
+
+
+async def record_event(session: AsyncSession, update_id: int, user_id: int | None, chat_id: int | None,
+                       kind: str, detail: str | None) -> None:
+    session.add(Event(update_id=update_id, user_id=user_id, chat_id=chat_id, kind=kind,
+                      detail=(detail or None) and detail[:256], outcome="received"))
+
+
+async def mark_event(session: AsyncSession, update_id: int, outcome: str, reason: str | None = None,
+                     job_id: int | None = None) -> None:
+    values: dict[str, object] = {"outcome": outcome, "reason": reason and reason[:256]}
+    if job_id is not None:
+        values["job_id"] = job_id
+    await session.execute(update(Event).where(Event.update_id == update_id).values(**values))
+
+
+async def find_image(session: AsyncSession, user_id: int, file_unique_id: str) -> StoredImage | None:
+    return await session.scalar(
+        select(StoredImage).where(StoredImage.user_id == user_id, StoredImage.file_unique_id == file_unique_id)
+    )
+
+
+async def user_image(session: AsyncSession, user_id: int, image_id: int) -> StoredImage | None:
+    image = await session.get(StoredImage, image_id)
+    return image if image is not None and image.user_id == user_id else None
+
+
+async def user_job(session: AsyncSession, user_id: int, job_id: int) -> Job | None:
+    job = await session.get(Job, job_id)
+    return job if job is not None and job.user_id == user_id else None
+
+
+async def active_jobs(session: AsyncSession, user_id: int | None = None) -> list[Job]:
+    query = select(Job).where(Job.status.in_(JobStatus.ACTIVE)).order_by(Job.id)
+    if user_id is not None:
+        query = query.where(Job.user_id == user_id)
+    return list(await session.scalars(query))
+
+
+async def count_recent_jobs(session: AsyncSession, user_id: int, seconds: float = 60) -> int:
+    since = utcnow() - timedelta(seconds=seconds)
+    return await session.scalar(
+        select(func.count()).select_from(Job).where(Job.user_id == user_id, Job.queued_at >= since)
+    ) or 0
+
+
+async def queued_ids(session: AsyncSession) -> list[int]:
+    return list(await session.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.id)))
+
+
+async def queue_position(session: AsyncSession, job_id: int) -> int:
+    """1-based position among waiting jobs (jobs are served in id order)."""
+    ahead = await session.scalar(
+        select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED, Job.id < job_id)
+    )
+    return (ahead or 0) + 1
+
+
+async def recent_results(session: AsyncSession, user_id: int, limit: int) -> list[Job]:
+    query = (select(Job).where(Job.user_id == user_id, Job.status == JobStatus.DONE)
+             .order_by(Job.id.desc()).limit(limit))
+    return list(await session.scalars(query))
+
+
+async def sync_presets(session: AsyncSession, manifest: Manifest, trained_dir: Path) -> None:
+    """Mirror the manifests' presets into ``presets``; admin toggles (``enabled``) survive restarts."""
+    rows = {row.name: row for row in await session.scalars(select(PresetRow))}
+    trained_root = trained_dir.resolve()
+    for preset in manifest.presets.values():
+        origin = "trained" if trained_root in preset.file.resolve().parents else "shipped"
+        row = rows.pop(preset.name, None)
+        if row is None:
+            session.add(PresetRow(name=preset.name, display_name=preset.title, method=preset.method,
+                                  origin=origin, enabled=preset.enabled, available=True, created_at=utcnow()))
+        else:
+            row.display_name, row.method, row.origin, row.available = preset.title, preset.method, origin, True
+    for row in rows.values():
+        row.available = False
+
+
+async def listed_presets(session: AsyncSession, methods: Iterable[str]) -> list[PresetRow]:
+    """Presets users can pick: enabled by admins, still in a manifest, and their method can run."""
+    query = (select(PresetRow).where(PresetRow.enabled.is_(True), PresetRow.available.is_(True),
+                                     PresetRow.method.in_(list(methods))).order_by(PresetRow.id))
+    return list(await session.scalars(query))
+
+
+async def all_presets(session: AsyncSession) -> list[PresetRow]:
+    return list(await session.scalars(select(PresetRow).where(PresetRow.available.is_(True)).order_by(PresetRow.id)))
+
+
+async def delete_user_data(session: AsyncSession, user_id: int) -> list[Path]:
+    """Delete every row about ``user_id``; returns the files the caller should remove."""
+    files = [Path(p) for p in await session.scalars(select(StoredImage.path).where(StoredImage.user_id == user_id))]
+    files += [Path(p) for p in await session.scalars(
+        select(Job.result_path).where(Job.user_id == user_id, Job.result_path.is_not(None)))]
+    await session.execute(delete(Job).where(Job.user_id == user_id))
+    await session.execute(delete(StoredImage).where(StoredImage.user_id == user_id))
+    await session.execute(delete(Event).where(Event.user_id == user_id))
+    await session.execute(delete(User).where(User.id == user_id))
+    return files
+
+
+async def interrupted_training(session: AsyncSession) -> list[TrainingRun]:
+    query = select(TrainingRun).where(TrainingRun.status.in_(("queued", "running")))
+    return list(await session.scalars(query))
