@@ -1,0 +1,47 @@
+"""The database layer: migrations build exactly the models' schema; settings parse like the docs say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+from bot.config import Settings
+from bot.db import create_engine as create_async_engine
+from bot.db import migrate
+from bot.models import Base
+
+
+async def test_migrations_match_models(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    engine = create_async_engine(url)
+    await migrate(engine)
+    await migrate(engine)  # idempotent: a second start-up finds the database at head
+    await engine.dispose()
+    sync = create_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    with sync.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        tables = set(inspect(conn).get_table_names())
+    sync.dispose()
+    assert diff == []
+    assert {"users", "images", "jobs", "presets", "training_runs", "events", "alembic_version"} <= tables
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("ADMIN_IDS", "1, 22,333")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("GATYS_STEPS", "")
+    settings = Settings(_env_file=None)
+    assert settings.admin_ids == {1, 22, 333} and settings.is_admin(22) and not settings.is_admin(4)
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    assert settings.gatys_steps is None and settings.max_upload_bytes == 20 * 1024 * 1024
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    keys = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
+    assert keys == {name.upper() for name in Settings.model_fields}
