@@ -7,12 +7,16 @@ they were running stay ``running`` and are redone at the next start), close the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 from telegram import Update
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    BaseUpdateProcessor,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
@@ -39,6 +43,34 @@ COMMANDS = [
     ("cancel", "cancel what is running"),
     ("privacy", "what is stored; delete my data"),
 ]
+
+
+class PerUserUpdateProcessor(BaseUpdateProcessor):
+    """Different users are served concurrently; one user's updates run one at a time, in order.
+
+    A user's messages depend on each other (a photo, then the button under it, then the style picture),
+    and serialising them also keeps their database rows free of write races.
+    """
+
+    __slots__ = ("_locks",)
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        user = update.effective_user if isinstance(update, Update) else None
+        if user is None:
+            await coroutine
+            return
+        async with self._locks.setdefault(user.id, asyncio.Lock()):
+            await coroutine
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to release."""
 
 
 def classify(update: Update) -> tuple[str, str | None]:
@@ -160,7 +192,7 @@ def build_application(settings: Settings) -> Application:
         .token(settings.bot_token)
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_file_url)
-        .concurrent_updates(16)
+        .concurrent_updates(PerUserUpdateProcessor(32))
         .post_init(_post_init)
         .post_stop(_post_stop)
         .post_shutdown(_post_shutdown)

@@ -484,8 +484,10 @@ async def cmd_history(update: Update, context: Context) -> None:
 
 
 def _size_choices(services: Services) -> list[int]:
+    """Up to five sizes, always including the bot's default."""
     s = services.settings
-    return sorted({z for z in keyboards.SIZES if z <= s.max_output_size} | {s.output_size})[-5:]
+    others = [z for z in keyboards.SIZES if z <= s.max_output_size and z != s.output_size]
+    return sorted([s.output_size, *others[-4:]])
 
 
 def _settings_view(services: Services, user: User) -> tuple[str, object]:

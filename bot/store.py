@@ -43,7 +43,8 @@ async def mark_event(session: AsyncSession, update_id: int, outcome: str, reason
     values: dict[str, object] = {"outcome": outcome, "reason": reason and reason[:256]}
     if job_id is not None:
         values["job_id"] = job_id
-    await session.execute(update(Event).where(Event.update_id == update_id).values(**values))
+    latest = select(func.max(Event.id)).where(Event.update_id == update_id).scalar_subquery()
+    await session.execute(update(Event).where(Event.id == latest).values(**values))
 
 
 async def find_image(session: AsyncSession, user_id: int, file_unique_id: str) -> StoredImage | None:
