@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     progress_interval: float = Field(1.5, gt=0)  # seconds between status-message edits
     presets_per_page: int = Field(6, ge=1, le=20)
     history_size: int = Field(5, ge=1, le=20)
+    # Folder of the presets' source paintings (manifest field ``source``, e.g. ../shared/data/styles): the style
+    # picture of a preset's high-quality re-run; without it the preset's thumbnail is used.
+    style_images_dir: Path | None = None
 
     # Admin preset training.
     train_content_dir: Path | None = None
@@ -64,7 +67,8 @@ class Settings(BaseSettings):
             return frozenset({value})
         return value
 
-    @field_validator("gatys_steps", "train_steps", "train_content_dir", "sample_image", mode="before")
+    @field_validator("gatys_steps", "train_steps", "train_content_dir", "sample_image", "style_images_dir",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -19,7 +19,7 @@ from telegram import InputMediaPhoto, Message, Update
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from stylizer.errors import ImageError, StylizerError
+from stylizer.errors import ImageError
 from stylizer.image import load_image
 
 from . import keyboards, store
@@ -413,14 +413,11 @@ async def cb_high_quality_rerun(update: Update, context: Context, job_id: str) -
         return
     extra: dict = {}
     if parent.style_image_id is None:
-        try:
-            thumb = services.stylizer.manifest.preset(parent.preset or "").thumbnail
-        except StylizerError:
-            thumb = None
-        if thumb is None or not thumb.is_file():
+        picture = services.preset_style_image(parent.preset)
+        if picture is None:
             await refuse(update, context, "no style image", "Sorry, this style has no picture for high quality mode.")
             return
-        extra["style_file"] = str(thumb)
+        extra["style_file"] = str(picture)
     await _variant(update, context, parent, method=services.hq_method, **extra)
 
 

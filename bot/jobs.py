@@ -315,13 +315,7 @@ class JobRunner:
     def _hq_possible(self, job: Job) -> bool:
         if not self.services.hq_method or job.method == self.services.hq_method:
             return False
-        if job.style_image_id:
-            return True
-        try:
-            thumb = self.services.stylizer.manifest.preset(job.preset or "").thumbnail
-        except StylizerError:
-            return False
-        return thumb is not None and thumb.is_file()
+        return bool(job.style_image_id) or self.services.preset_style_image(job.preset) is not None
 
     async def _finish(self, job_id: int, status: str, error: str, text: str) -> None:
         async with self.services.sessions() as session:

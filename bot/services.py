@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -43,7 +44,7 @@ class Services:
         self.stylizer = Stylizer(self.build_manifest())
 
     @property
-    def trained_manifest(self):  # -> Path
+    def trained_manifest(self) -> Path:
         return self.settings.presets_dir / MANIFEST_NAME
 
     def build_manifest(self) -> Manifest:
@@ -74,6 +75,16 @@ class Services:
             if name in self.methods:
                 return name
         return None
+
+    def preset_style_image(self, name: str | None) -> Path | None:
+        """A picture standing for a preset's style (its source painting, else its thumbnail) for Gatys re-runs."""
+        preset = self.stylizer.manifest.presets.get(name or "")
+        if preset is None:
+            return None
+        folder = self.settings.style_images_dir
+        if folder is not None and preset.source and (folder / preset.source).is_file():
+            return folder / preset.source
+        return preset.thumbnail if preset.thumbnail is not None and preset.thumbnail.is_file() else None
 
     @property
     def hq_method(self) -> str | None:
