@@ -114,7 +114,7 @@ async def cmd_presets(update: Update, context: Context) -> None:
     services = get_services(context)
     async with services.sessions() as session:
         rows = await store.all_presets(session)
-    await reply(update, context, _presets_text(rows), keyboards.admin_presets_keyboard(rows))
+    await reply(update, context, _presets_text(rows), keyboards.admin_presets_keyboard(rows) if rows else None)
 
 
 @admin_only
@@ -149,7 +149,7 @@ async def cb_admin_presets(update: Update, context: Context, action: str, preset
         rows = await store.all_presets(session)
     try:
         await update.callback_query.edit_message_text(  # type: ignore[union-attr]
-            _presets_text(rows), reply_markup=keyboards.admin_presets_keyboard(rows))
+            _presets_text(rows), reply_markup=keyboards.admin_presets_keyboard(rows) if rows else None)
     except TelegramError as exc:
         log.debug("presets edit failed: %s", exc)
 
