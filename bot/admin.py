@@ -6,6 +6,7 @@ Non-admins get a polite refusal and nothing runs; the refusal is recorded like a
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 from collections import defaultdict
@@ -46,7 +47,7 @@ def admin_only(func_: Handler) -> Handler:
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (no numpy needed for a handful of numbers)."""
     ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    index = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[index]
 
 

@@ -1,0 +1,82 @@
+"""Small pure pieces of the bot: keyboards stay inside Telegram's limits, percentiles, per-user ordering."""
+
+from __future__ import annotations
+
+import asyncio
+
+from telegram import Chat, Message, Update, User
+
+from bot import keyboards
+from bot.admin import percentile
+from bot.app import PerUserUpdateProcessor
+from bot.models import Job, PresetRow
+
+BIG = 2**53  # ids far beyond what a SQLite bot will reach
+
+
+def _all_callback_data(markup) -> list[str]:  # type: ignore[no-untyped-def]
+    return [b.callback_data for row in markup.inline_keyboard for b in row if b.callback_data]
+
+
+def test_callback_data_fits_64_bytes() -> None:
+    presets = [PresetRow(id=BIG - i, name=f"preset_{i}" * 5, display_name="Ä" * 80, method="cin", origin="trained",
+                         enabled=True, available=True) for i in range(15)]
+    job = Job(id=BIG, params={"strength": 0.5, "preserve_color": True})
+    markups = [
+        keyboards.presets_keyboard(BIG, presets, page=1, per_page=6, own_style=True, hq=True),
+        keyboards.cancel_keyboard(BIG),
+        keyboards.result_keyboard(job, hq_available=True),
+        keyboards.settings_keyboard(0.75, 512, True, [256, 512, 1024]),
+        keyboards.privacy_keyboard(), keyboards.privacy_keyboard(confirm=True),
+        keyboards.history_keyboard([job], {BIG: "x" * 100}),
+        keyboards.admin_presets_keyboard(presets),
+        keyboards.training_keyboard(BIG, done=True), keyboards.training_keyboard(BIG, done=False),
+    ]
+    data = [d for m in markups for d in _all_callback_data(m)]
+    assert data and all(1 <= len(d.encode()) <= 64 for d in data)
+
+
+def test_preset_pages_cover_every_preset_once() -> None:
+    presets = [PresetRow(id=i, name=f"p{i}", display_name=f"P{i}", method="cin") for i in range(1, 14)]
+    seen: list[str] = []
+    for page in range(3):
+        markup = keyboards.presets_keyboard(7, presets, page=page, per_page=6, own_style=False, hq=False)
+        seen += [d for d in _all_callback_data(markup) if d.startswith("ps:")]
+    assert seen == [f"ps:7:{i}" for i in range(1, 14)]
+
+
+def test_result_keyboard_marks_current_strength() -> None:
+    markup = keyboards.result_keyboard(Job(id=3, params={"strength": 0.5}), hq_available=False)
+    texts = [b.text for b in markup.inline_keyboard[0]]
+    assert texts == ["25%", "• 50%", "75%", "100%"]
+    assert "rh:3" not in _all_callback_data(markup)
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50 and percentile(values, 95) == 95 and percentile([3.0], 95) == 3.0
+
+
+def _update(update_id: int, user_id: int) -> Update:
+    user = User(user_id, "u", False)
+    message = Message(update_id, None, Chat(user_id, "private"), from_user=user, text="hi")  # type: ignore[arg-type]
+    return Update(update_id, message=message)
+
+
+async def test_updates_of_one_user_run_in_order_others_concurrently() -> None:
+    processor = PerUserUpdateProcessor(8)
+    log: list[str] = []
+
+    async def handle(tag: str, delay: float) -> None:
+        log.append(f"start {tag}")
+        await asyncio.sleep(delay)
+        log.append(f"end {tag}")
+
+    await asyncio.gather(
+        processor.do_process_update(_update(1, 1), handle("a1", 0.05)),
+        processor.do_process_update(_update(2, 1), handle("a2", 0.0)),
+        processor.do_process_update(_update(3, 2), handle("b1", 0.0)),
+    )
+    assert log.index("end a1") < log.index("start a2")  # same user: strictly sequential
+    assert log.index("end b1") < log.index("end a1")  # another user did not wait
+
