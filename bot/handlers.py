@@ -49,6 +49,8 @@ PRIVACY = (
     "styles without downloading them again); the results; and a log of your requests. Nothing is "
     "shared with anyone. You can delete all of it at any time."
 )
+#: Telegram refuses photos whose sides differ by more than 20x.
+MAX_ASPECT = 20
 IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
 
 
@@ -131,6 +133,8 @@ def _inspect(data: bytes, max_side: int) -> tuple[int, int, str]:
     width, height = image.size
     if max(width, height) > max_side:
         raise ImageError(f"image is too large: {width}x{height}, the longest side may be at most {max_side} px")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageError(f"image is too long and thin ({width}x{height}); the sides may differ at most {MAX_ASPECT}x")
     with Image.open(io.BytesIO(data)) as raw:
         ext = IMAGE_FORMATS.get(raw.format or "", "img")
     return width, height, ext
@@ -353,7 +357,7 @@ async def _parent(update: Update, context: Context, job_id: int) -> Job | None:
 async def _variant(update: Update, context: Context, parent: Job, **changes) -> None:
     services = get_services(context)
     method = changes.pop("method", parent.method)
-    params = {**parent.params, **changes}
+    params = {**{k: v for k, v in parent.params.items() if k != "as_document"}, **changes}
     if method == "gatys" and services.settings.gatys_steps:
         params["steps"] = services.settings.gatys_steps
     spec = JobSpec(user_id=parent.user_id, chat_id=update.effective_chat.id,  # type: ignore[union-attr]
@@ -389,8 +393,16 @@ async def cb_another(update: Update, context: Context, job_id: str) -> None:
 
 
 async def cb_full_res(update: Update, context: Context, job_id: str) -> None:
+    """The lossless PNG; when the photo was smaller than the original allows, re-render it larger first."""
+    services = get_services(context)
     parent = await _parent(update, context, int(job_id))
     if parent is None:
+        return
+    async with services.sessions() as session:
+        content = await session.get(StoredImage, parent.content_image_id)
+    full = min(max(content.width, content.height), services.settings.max_output_size) if content else 0
+    if full > int(parent.params.get("size", 0)):
+        await _variant(update, context, parent, size=full, as_document=True)
         return
     path = Path(parent.result_path) if parent.result_path else None
     if path is None or not path.is_file():

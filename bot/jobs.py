@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from telegram import Bot
+from telegram import Bot, Message
 from telegram.constants import ChatAction
-from telegram.error import Forbidden, TelegramError
+from telegram.error import BadRequest, TelegramError
 
 from stylizer.errors import Cancelled, StylizerError
 from stylizer.facade import StyleRef, StylizeRequest
@@ -299,18 +299,34 @@ class JobRunner:
                        f"strength {round(100 * float(job.params.get('strength', 1.0)))}% · {width}×{height}")
             markup = result_keyboard(job, self._hq_possible(job))
             try:
-                sent = await with_retry(lambda: self.bot.send_photo(chat_id, photo=jpeg, caption=caption,
-                                                                    reply_markup=markup))
-            except (Forbidden, TelegramError) as exc:
+                if job.params.get("as_document"):  # a full-resolution request: the PNG itself
+                    sent = await self._send_png(chat_id, png_path, job.id, caption, None)
+                else:
+                    try:
+                        sent = await with_retry(lambda: self.bot.send_photo(chat_id, photo=jpeg, caption=caption,
+                                                                            reply_markup=markup))
+                    except BadRequest as exc:  # e.g. PHOTO_INVALID_DIMENSIONS: a file always goes through
+                        log.info("job %d: photo refused (%s), sending a file", job_id, exc)
+                        sent = await self._send_png(chat_id, png_path, job.id, caption, markup)
+            except TelegramError as exc:
                 log.warning("job %d: result not delivered: %s", job_id, exc)
                 job.status, job.error, job.finished_at = JobStatus.FAILED, f"delivery failed: {exc}", utcnow()
                 await session.commit()
                 return
-            job.result_file_id = sent.photo[-1].file_id if sent.photo else None
+            if sent.photo:
+                job.result_file_id = sent.photo[-1].file_id
+            elif sent.document:
+                job.result_file_id = sent.document.file_id
             job.status, job.finished_at = JobStatus.DONE, utcnow()
             await session.commit()
         if message_id:
             await safe_edit(self.bot, chat_id, message_id, f"✅ Done in {elapsed:.1f} s.")
+
+    async def _send_png(self, chat_id: int, path: Path, job_id: int, caption: str, markup) -> Message:
+        data = await asyncio.to_thread(path.read_bytes)
+        name = f"stylized_{job_id}.png"
+        return await with_retry(lambda: self.bot.send_document(chat_id, document=data, filename=name,
+                                                               caption=caption, reply_markup=markup))
 
     def _hq_possible(self, job: Job) -> bool:
         if not self.services.hq_method or job.method == self.services.hq_method:
