@@ -1,0 +1,239 @@
+"""AdaIN arbitrary style transfer (Huang & Belongie, 2017): VGG-19 encoder, AdaIN, trained decoder.
+
+The encoder is our shared frozen VGG-19 up to ``relu4_1``; the content's channel statistics there are
+replaced by the style's (``features.adain``) and a decoder mirroring the encoder turns features back
+into pixels. Only the decoder is trained (``python -m stylizer train-decoder``).
+
+* **Strength** interpolates in feature space, ``t = a * AdaIN(f_c, s) + (1 - a) * f_c``, as in the
+  paper: it looks better than blending pixels because the decoder always sees plausible features.
+* **Mixing** several styles mixes their target statistics by weight (the paper's interpolation of
+  ``AdaIN`` outputs is the same thing, since AdaIN is affine in the target mean/std).
+* **Caching**: style statistics (a few KB) are kept in an LRU keyed by ``StyleInput.key`` (image
+  digest or preset name), so a repeated style costs one encoder pass less.
+* **Presets** with ``method = "adain"`` store only the relu4_1 mean/std of their painting
+  (:func:`make_preset_file`), so they need no network of their own.
+
+Colour preservation is the facade's job (histogram matching before, luminance transfer after).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .device import autocast
+from .errors import MethodError, PresetError
+from .features import adain, mean_std
+from .image import load_image, pil_to_tensor, resize_long_side
+from .manifest import Manifest, load_tensors, save_tensors
+from .methods import MethodJob, StyleInput
+from .vgg import VGG19, get_vgg
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "adain_decoder"
+ENCODER_LAYER = "relu4_1"
+#: Layers of the paper's style loss (decoder training).
+LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+#: Style statistics kept in memory (each is 2 x 512 floats).
+CACHE_SIZE = int(os.environ.get("STYLIZER_ADAIN_CACHE", "256"))
+#: Long side style images are encoded at when the caller does not say (the facade passes style_size).
+PRESET_STYLE_SIZE = 512
+
+
+class Decoder(nn.Module):
+    """Mirror of VGG-19 up to relu4_1 (naoto0804/pytorch-AdaIN ``net.decoder``).
+
+    Nearest-neighbour upsampling followed by convolutions (no transposed convs: no checkerboard),
+    reflection padding (no dark borders) and no normalisation layers (they would undo AdaIN).
+    """
+
+    #: (in, out, upsample after) per conv, the last conv has no ReLU
+    PLAN: tuple[tuple[int, int, bool], ...] = (
+        (512, 256, True),
+        (256, 256, False), (256, 256, False), (256, 256, False), (256, 128, True),
+        (128, 128, False), (128, 64, True),
+        (64, 64, False), (64, 3, False),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, (cin, cout, up) in enumerate(self.PLAN):
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)]
+            if i < len(self.PLAN) - 1:
+                layers.append(nn.ReLU(inplace=True))
+            if up:
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+def encoder(device: torch.device | str) -> nn.Sequential:
+    """VGG-19 (shared, frozen) from RGB [0, 1] to relu4_1."""
+    return get_vgg(device).slice_to(ENCODER_LAYER)
+
+
+def load_decoder(manifest: Manifest, device: torch.device | str) -> Decoder:
+    """The trained decoder from the manifest's ``[models.adain_decoder]``, verified by sha256."""
+    entry = manifest.model(MODEL_NAME)
+    state = load_tensors(entry.file, entry.sha256, "AdaIN decoder")
+    decoder = Decoder()
+    try:
+        decoder.load_state_dict(state)
+    except RuntimeError as exc:
+        raise PresetError(f"AdaIN decoder {entry.file.name} does not fit the network ({exc})") from exc
+    return decoder.requires_grad_(False).eval().to(device)
+
+
+def style_stats(vgg: VGG19, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """relu4_1 channel mean and std of a style picture (1, 3, H, W) in [0, 1], float32."""
+    return mean_std(vgg(style, [ENCODER_LAYER])[ENCODER_LAYER])
+
+
+def mix_stats(stats: Sequence[tuple[float, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted mix of (weight, mean, std) targets; weights are normalised here too, to be safe."""
+    total = sum(w for w, _, _ in stats)
+    mean = sum(w / total * m for w, m, _ in stats)
+    std = sum(w / total * s for w, _, s in stats)
+    return mean, std  # type: ignore[return-value]
+
+
+def stylize_features(f_c: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The decoder input: AdaIN target interpolated with the content features by ``alpha``."""
+    t = adain(f_c, mean.to(f_c.device), std.to(f_c.device))
+    if alpha >= 1.0:
+        return t
+    return alpha * t + (1.0 - alpha) * f_c
+
+
+def make_preset_file(style: Path | str, out: Path, size: int = PRESET_STYLE_SIZE,
+                     device: torch.device | str = "cpu", metadata: dict[str, str] | None = None) -> str:
+    """Write an ``adain`` preset (relu4_1 mean/std of ``style`` at long side ``size``); returns sha256."""
+    vgg = get_vgg(device)
+    image = pil_to_tensor(resize_long_side(load_image(style), size), device)
+    with torch.inference_mode():
+        mean, std = style_stats(vgg, image)
+    meta = {"method": "adain", "layer": ENCODER_LAYER, "style_size": str(size), "source": Path(style).name}
+    return save_tensors({"mean": mean[0], "std": std[0]}, Path(out), {**meta, **(metadata or {})})
+
+
+class AdaINMethod:
+    """The ``adain`` method: fast arbitrary style transfer from any style picture(s) or ``adain`` presets."""
+
+    name = "adain"
+    description = "Fast, any style picture (AdaIN)"
+    accepts_images = True
+    slow = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._decoders: dict[tuple[str, str], Decoder] = {}
+        self._stats: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
+    def available(self, manifest: Manifest) -> bool:
+        entry = manifest.models.get(MODEL_NAME)
+        return entry is not None and entry.file.is_file()
+
+    def decoder(self, manifest: Manifest, device: torch.device) -> Decoder:
+        """The decoder on ``device`` (loaded once per weights file and device)."""
+        entry = manifest.model(MODEL_NAME)
+        key = (str(entry.file), str(device))
+        with self._lock:
+            if key not in self._decoders:
+                decoder = load_decoder(manifest, device)
+                if device.type == "cpu":
+                    decoder = decoder.to(memory_format=torch.channels_last)
+                self._decoders[key] = decoder
+            return self._decoders[key]
+
+    # -- style statistics -------------------------------------------------------------------------
+    def _cached(self, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        with self._lock:
+            stats = self._stats.get(key)
+            if stats is not None:
+                self._stats.move_to_end(key)
+            return stats
+
+    def _store(self, key: str, stats: tuple[torch.Tensor, torch.Tensor]) -> None:
+        with self._lock:
+            self._stats[key] = stats
+            self._stats.move_to_end(key)
+            while len(self._stats) > CACHE_SIZE:
+                self._stats.popitem(last=False)
+
+    def stats_for(self, style: StyleInput, vgg: VGG19, device: torch.device,
+                  mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """relu4_1 mean/std of one style ingredient (cached on the CPU by its key)."""
+        key = style.key
+        cached = self._cached(key) if key else None
+        if cached is None:
+            if style.preset is not None:
+                if style.preset.method != self.name:
+                    raise MethodError(f"preset {style.preset.name!r} is a {style.preset.method} preset, not adain")
+                tensors = load_tensors(style.preset.file, style.preset.sha256, f"preset {style.preset.name}")
+                try:
+                    mean, std = tensors["mean"].view(1, -1, 1, 1), tensors["std"].view(1, -1, 1, 1)
+                except KeyError as exc:
+                    raise PresetError(f"preset {style.preset.name}: file lacks {exc}") from exc
+            elif style.image is not None:
+                with autocast(device, mixed_precision):
+                    mean, std = style_stats(vgg, _channels_last(style.image.to(device), device))
+            else:
+                raise MethodError("a style input needs an image or a preset")
+            cached = (mean.float().cpu(), std.float().cpu())
+            if key:
+                self._store(key, cached)
+        return cached[0].to(device), cached[1].to(device)
+
+    # -- inference --------------------------------------------------------------------------------
+    def stylize_batch(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float,
+                      manifest: Manifest, device: torch.device, mixed_precision: bool = True) -> torch.Tensor:
+        """Stylize a batch (N, 3, H, W) of same-sized contents with one target; returns [0, 1] float32.
+
+        Batching same-sized images (e.g. a folder) amortises per-call overhead on the GPU.
+        """
+        vgg, decoder = get_vgg(device), self.decoder(manifest, device)
+        h, w = content.shape[-2:]
+        x = _channels_last(_pad_to_multiple(content.to(device), 8), device)
+        with torch.inference_mode(), autocast(device, mixed_precision):
+            f_c = vgg(x, [ENCODER_LAYER])[ENCODER_LAYER]
+            t = stylize_features(f_c, mean, std, alpha)
+            out = decoder(t)
+        return out[..., :h, :w].float().clamp(0, 1)
+
+    def run(self, job: MethodJob) -> torch.Tensor:
+        vgg = get_vgg(job.device)
+        stats = []
+        for i, style in enumerate(job.styles):
+            mean, std = self.stats_for(style, vgg, job.device, job.mixed_precision)
+            stats.append((style.weight, mean, std))
+            job.report("style", i + 1, len(job.styles))
+        mean, std = mix_stats(stats)
+        out = self.stylize_batch(job.content, mean, std, job.strength, job.manifest, job.device,
+                                 job.mixed_precision)
+        job.report("decode", 1, 1)
+        return out
+
+
+def _channels_last(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """NHWC is oneDNN's fast layout for convs on the CPU (measured in bench/adain.py)."""
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad so both sides divide by ``multiple``: three poolings then three upsamplings keep the size."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return x
+    return nn.functional.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")

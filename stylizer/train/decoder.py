@@ -1,0 +1,257 @@
+"""Train the AdaIN decoder: ``python -m stylizer train-decoder --content-dir D --style-dir D -o FILE``.
+
+The recipe of Huang & Belongie (2017) / naoto0804/pytorch-AdaIN: encode a content crop and a style
+crop with the frozen VGG-19, build the AdaIN target ``t`` at relu4_1, decode it, and train the decoder
+so that the output's relu4_1 equals ``t`` (content loss) while its channel mean/std at
+relu1_1..relu4_1 equal the style's (style loss, weight ~10). Adam, lr 1e-4 with the reference's
+inverse decay ``lr / (1 + decay * step)``.
+
+Our VGG is the raw Caffe network, whose activations grow from ~20 (relu1_1) to ~550 (relu4_1) on
+average; the reference used a *normalised* VGG. Dividing each layer by its mean activation
+(:data:`LAYER_SCALE`, measured on the shared data) gives the layers the balance the paper's
+weights were tuned for, so relu1_1 (colours, fine texture) is not drowned by relu4_1.
+
+With only 37 paintings, strong style augmentation (:class:`~stylizer.train.data.StyleAugment`) keeps
+the decoder general. Training can stop itself by wall-clock time (``--max-minutes``), always saving
+the final fp16 decoder, and resumes from full checkpoints (decoder, optimizer, step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..adain import ENCODER_LAYER, LOSS_LAYERS, Decoder
+from ..device import autocast, resolve_device
+from ..errors import StylizerError
+from ..features import adain, mean_std
+from ..losses import content_loss, mean_std_loss
+from ..manifest import save_tensors
+from ..vgg import get_vgg
+from .data import ImageFolderDataset, StyleAugment, infinite_batches
+
+log = logging.getLogger(__name__)
+
+#: Mean activation of each loss layer of our Caffe VGG-19 over the shared photos and paintings.
+LAYER_SCALE = {"relu1_1": 23.0, "relu2_1": 134.0, "relu3_1": 141.0, "relu4_1": 548.0}
+
+
+@dataclass
+class DecoderConfig:
+    content_dir: Path
+    style_dir: Path
+    output: Path
+    steps: int = 160_000
+    size: int = 512  # content short side before cropping
+    crop: int = 256
+    batch: int = 8
+    lr: float = 1e-4
+    lr_decay: float = 5e-5
+    style_weight: float = 10.0
+    content_weight: float = 1.0
+    device: str = "auto"
+    workers: int = 2
+    log_every: int = 100
+    checkpoint: Path | None = None  # default: OUTPUT.ckpt
+    checkpoint_every: int = 1000
+    resume: Path | None = None
+    max_minutes: float | None = None
+    seed: int | None = 0
+    mixed_precision: bool = True
+    log_file: Path | None = None  # JSON lines: the loss curve
+
+
+@dataclass
+class StepLog:
+    step: int
+    loss: float
+    content: float
+    style: float
+    lr: float
+    seconds: float
+
+
+def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor,
+                   style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(content loss, style loss) of one batch, with features divided by :data:`LAYER_SCALE`."""
+    with torch.no_grad():
+        f_c = vgg(content, [ENCODER_LAYER])[ENCODER_LAYER]
+        f_s = vgg(style, LOSS_LAYERS)
+        targets = {k: mean_std(v / LAYER_SCALE[k]) for k, v in f_s.items()}
+        t = adain(f_c, *mean_std(f_s[ENCODER_LAYER]))
+    out = decoder(t)
+    f_o = vgg(out, LOSS_LAYERS)
+    scale = LAYER_SCALE[ENCODER_LAYER]
+    loss_c = content_loss(f_o[ENCODER_LAYER] / scale, t / scale)
+    loss_s = sum(mean_std_loss(f_o[k] / LAYER_SCALE[k], *targets[k]) for k in LOSS_LAYERS)
+    return loss_c, loss_s  # type: ignore[return-value]
+
+
+def _log_window(cfg: DecoderConfig, window: list[torch.Tensor], step: int, lr: float, seconds: float) -> StepLog:
+    """Average the losses since the last report (one GPU sync per report, not per step)."""
+    c, s = (float(v) for v in torch.stack(window).mean(0))
+    window.clear()
+    if not (math.isfinite(c) and math.isfinite(s)):
+        raise StylizerError(f"training diverged before step {step} (content {c}, style {s})")
+    entry = StepLog(step, cfg.content_weight * c + cfg.style_weight * s, c, s, lr, seconds)
+    log.info("step %d  loss %.4f  content %.4f  style %.4f  lr %.2e  %.0fs", step, entry.loss, c, s, lr, seconds)
+    return entry
+
+
+def _lr(cfg: DecoderConfig, step: int) -> float:
+    return cfg.lr / (1.0 + cfg.lr_decay * step)
+
+
+def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
+    """Train (or continue training) the decoder; writes ``cfg.output`` (fp16) and returns the loss log."""
+    device = resolve_device(cfg.device)
+    if cfg.seed is not None:
+        torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    memory_format = torch.channels_last if device.type in ("cuda", "cpu") else torch.contiguous_format
+    vgg = get_vgg(device).to(memory_format=memory_format)
+    decoder = Decoder().to(device, memory_format=memory_format).train()
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
+    checkpoint = cfg.checkpoint or cfg.output.with_suffix(cfg.output.suffix + ".ckpt")
+    step = 0
+    if cfg.resume is not None:
+        step = _load_checkpoint(cfg.resume, decoder, optimizer, device)
+        log.info("resumed from %s at step %d", cfg.resume, step)
+
+    contents = ImageFolderDataset(cfg.content_dir, crop=cfg.crop, size=cfg.size)
+    styles = ImageFolderDataset(cfg.style_dir, crop=cfg.crop, augment=StyleAugment(cfg.crop))
+    content_batches = infinite_batches(contents, cfg.batch, cfg.workers, device, seed=cfg.seed)
+    style_batches = infinite_batches(styles, cfg.batch, cfg.workers, device,
+                                     seed=None if cfg.seed is None else cfg.seed + 1)
+    log.info("training the AdaIN decoder on %s: %d photos, %d paintings, batch %d, crop %d, %d steps",
+             device, len(contents), len(styles), cfg.batch, cfg.crop, cfg.steps)
+
+    history: list[StepLog] = []
+    window: list[torch.Tensor] = []
+    if cfg.log_file:
+        Path(cfg.log_file).parent.mkdir(parents=True, exist_ok=True)
+    log_fh = open(cfg.log_file, "a", encoding="utf-8") if cfg.log_file else None  # noqa: SIM115
+    start = time.perf_counter()
+    deadline = start + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    try:
+        while step < cfg.steps:
+            lr = _lr(cfg, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            content = next(content_batches).contiguous(memory_format=memory_format)
+            style = next(style_batches).contiguous(memory_format=memory_format)
+            with autocast(device, cfg.mixed_precision):
+                loss_c, loss_s = decoder_losses(vgg, decoder, content, style)
+            loss = cfg.content_weight * loss_c + cfg.style_weight * loss_s
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            window.append(torch.stack([loss_c.detach(), loss_s.detach()]).float())  # no GPU sync per step
+            out_of_time = time.perf_counter() > deadline
+            if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
+                entry = _log_window(cfg, window, step, lr, time.perf_counter() - start)
+                history.append(entry)
+                if log_fh:
+                    log_fh.write(json.dumps(asdict(entry)) + "\n")
+                    log_fh.flush()
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                _save_checkpoint(checkpoint, decoder, optimizer, step, cfg)
+            if out_of_time:
+                log.info("time limit of %.1f min reached at step %d", cfg.max_minutes, step)
+                break
+    finally:
+        if log_fh:
+            log_fh.close()
+    minutes = (time.perf_counter() - start) / 60
+    if cfg.checkpoint_every:
+        _save_checkpoint(checkpoint, decoder, optimizer, step, cfg)
+    metadata = {
+        "steps": str(step), "size": str(cfg.size), "crop": str(cfg.crop), "batch": str(cfg.batch),
+        "style_weight": str(cfg.style_weight), "lr": str(cfg.lr), "device": str(device),
+        "minutes": f"{minutes:.1f}",
+        "data": f"{Path(cfg.content_dir).name} ({len(contents)} photos), {Path(cfg.style_dir).name} "
+                f"({len(styles)} paintings, augmented)",
+    }
+    if history:
+        metadata.update(final_content_loss=f"{history[-1].content:.4f}", final_style_loss=f"{history[-1].style:.4f}")
+    state = {k: v.contiguous() for k, v in decoder.state_dict().items()}
+    sha = save_tensors(state, cfg.output, metadata)
+    log.info("saved decoder to %s (sha256 %s) after %d steps, %.1f min", cfg.output, sha, step, minutes)
+    return history
+
+
+def _save_checkpoint(path: Path, decoder: Decoder, optimizer: torch.optim.Optimizer, step: int,
+                     cfg: DecoderConfig) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    torch.save({"decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "config": config}, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, decoder: Decoder, optimizer: torch.optim.Optimizer,
+                     device: torch.device) -> int:
+    if not Path(path).is_file():
+        raise StylizerError(f"checkpoint {path} not found")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        decoder.load_state_dict(state["decoder"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, OSError) as exc:
+        raise StylizerError(f"checkpoint {path} is unusable ({exc})") from exc
+    return int(state["step"])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``train-decoder`` subcommand (plugged into the CLI)."""
+    d = DecoderConfig
+    parser.add_argument("--content-dir", type=Path, required=True, help="folder of content photos")
+    parser.add_argument("--style-dir", type=Path, required=True, help="folder of style paintings")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="decoder .safetensors to write (fp16)")
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default {d.steps})")
+    parser.add_argument("--size", type=int, default=d.size, help="content short side before cropping")
+    parser.add_argument("--crop", type=int, default=d.crop, help="crop side for content and style")
+    parser.add_argument("--batch", type=int, default=d.batch)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--lr-decay", type=float, default=d.lr_decay, help="lr / (1 + decay * step)")
+    parser.add_argument("--style-weight", type=float, default=d.style_weight)
+    parser.add_argument("--content-weight", type=float, default=d.content_weight)
+    parser.add_argument("--device", default=d.device, help="auto | cpu | cuda")
+    parser.add_argument("--workers", type=int, default=d.workers, help="data loader processes")
+    parser.add_argument("--log-every", type=int, default=d.log_every)
+    parser.add_argument("--log-file", type=Path, default=None, help="append the loss curve here (JSON lines)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file (default OUTPUT.ckpt)")
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="0 disables checkpoints")
+    parser.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.steps < 1 or args.batch < 1 or args.crop < 16:
+        raise StylizerError("--steps and --batch must be positive and --crop at least 16")
+    logging.getLogger("stylizer").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = DecoderConfig(
+        content_dir=args.content_dir, style_dir=args.style_dir, output=args.output, steps=args.steps,
+        size=args.size, crop=args.crop, batch=args.batch, lr=args.lr, lr_decay=args.lr_decay,
+        style_weight=args.style_weight, content_weight=args.content_weight, device=args.device,
+        workers=args.workers, log_every=args.log_every, checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every, resume=args.resume, max_minutes=args.max_minutes,
+        seed=args.seed, mixed_precision=not args.fp32, log_file=args.log_file,
+    )
+    train_decoder(cfg)
+    return 0
