@@ -38,6 +38,8 @@ queue an update and return it, and may also be awaited, whichever reads better i
   ``messages(chat_id)`` (bot messages now, edits applied, deletions removed), ``last_message``,
   ``sent_photos`` (bytes), ``sent_documents`` ((file_name, bytes)), ``file_bytes(file_id)``, ``buttons``,
   ``find_button``, ``callback_answers``, ``commands``.
+- Chats exist once their user wrote (or ``user(id)`` was called); sends to any other chat id fail with
+  "chat not found", as on Telegram. ``user_presses`` raises LookupError for a button that is not there.
 - Faults: ``flood(method, times, retry_after)`` (429 → ``RetryAfter``), ``fail(method, status, description,
   times)`` (e.g. 502 → ``NetworkError``), ``block(user_id)`` (403 → ``Forbidden``).
 

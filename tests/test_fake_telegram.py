@@ -164,6 +164,30 @@ async def test_photo_round_trip_and_limits(tg: FakeTelegram, bot: Bot) -> None:
         await bot.send_photo(USER, "AgACnonexistent")
 
 
+async def test_edit_media_replies_and_callback_answers(tg: FakeTelegram, bot: Bot) -> None:
+    first = await bot.send_photo(USER, jpeg(color=(250, 0, 0)), caption="preview")
+    await bot.edit_message_media(InputMediaPhoto(jpeg(color=(0, 0, 250)), caption="final"), USER, first.message_id)
+    assert tg.last_message(USER)["caption"] == "final"
+    assert Image.open(io.BytesIO(tg.sent_photos(USER)[-1])).convert("RGB").getpixel((3, 3))[2] > 150
+    with bad("message to be replied not found"):
+        await bot.send_message(USER, "late", reply_to_message_id=12345)
+    reply = await bot.send_message(USER, "re", reply_to_message_id=first.message_id)
+    assert reply.reply_to_message.caption == "final"
+
+    with_url = InlineKeyboardMarkup([[InlineKeyboardButton("Docs", url="https://example.org")],
+                                     [InlineKeyboardButton("Ok", callback_data="ok")]])
+    await bot.send_message(USER, "pick", reply_markup=with_url)
+    with pytest.raises(LookupError, match="not a callback button"):
+        await tg.press_button(USER, "Docs")
+    query_id = (await tg.press_button(USER, "Ok"))["callback_query"]["id"]
+    assert await bot.answer_callback_query(query_id, text="done")
+    assert tg.callback_answers[query_id]["text"] == "done"
+    with bad("query is too old"):  # Telegram accepts one answer per query
+        await bot.answer_callback_query(query_id)
+    with bad("Unmatched end tag"):
+        await bot.send_message(USER, "<b>x</i>", parse_mode=ParseMode.HTML)
+
+
 async def test_document_and_media_group(tg: FakeTelegram, bot: Bot) -> None:
     doc = await bot.send_document(USER, png(64, 64), filename="result.png", caption="full size")
     assert doc.document.file_name == "result.png" and doc.document.mime_type == "image/png"
