@@ -111,6 +111,10 @@ class JobRunner:
         self._shown: dict[int, str] = {}
         self._tasks: list[asyncio.Task] = []
         self._user_locks: dict[int, asyncio.Lock] = {}
+        self._user_cancelled: set[int] = set()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._stopping = False
 
     @property
@@ -137,11 +141,19 @@ class JobRunner:
                        for i in range(self.worker_count)]
         log.info("%d worker(s) on %s", len(self._tasks), self.services.device)
 
-    async def stop(self) -> None:
-        """Stop workers; running jobs stay ``running`` in the database and are redone after a restart."""
+    async def stop(self, grace: float = 15.0) -> None:
+        """Stop workers; running jobs stay ``running`` in the database and are redone after a restart.
+
+        Stylizations are interrupted at their next progress report, but a result already being sent is
+        allowed to finish (up to ``grace`` seconds), so a clean shutdown does not deliver it twice.
+        """
         self._stopping = True
         for event in self._cancels.values():
             event.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            log.warning("workers still busy after %.0f s; stopping them anyway", grace)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -189,6 +201,7 @@ class JobRunner:
                 return False
             event = self._cancels.get(job_id)
             if event is not None:  # running: the worker thread stops at its next progress report
+                self._user_cancelled.add(job_id)
                 event.set()
                 return True
             job.status, job.finished_at, job.error = JobStatus.CANCELLED, utcnow(), "cancelled by user"
@@ -203,8 +216,13 @@ class JobRunner:
     # -- the workers -----------------------------------------------------------------------------
 
     async def _worker(self, index: int) -> None:
-        while True:
+        while not self._stopping:
             job_id = await self.queue.get()
+            if self._stopping:  # leave it queued in the database for the next start
+                self.queue.task_done()
+                break
+            self._busy += 1
+            self._idle.clear()
             try:
                 await self._process(job_id)
             except asyncio.CancelledError:
@@ -215,6 +233,9 @@ class JobRunner:
                                    "😕 Sorry, something went wrong on my side. Please try again.")
             finally:
                 self.queue.task_done()
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
 
     async def _process(self, job_id: int) -> None:
         async with self.services.sessions() as session:
@@ -247,7 +268,7 @@ class JobRunner:
         try:
             png_path, jpeg, result = await asyncio.to_thread(self._render, work, live.update, cancel)
         except Cancelled:
-            if self._stopping:
+            if job_id not in self._user_cancelled:
                 return  # shutting down: stays "running", re-queued at the next start
             await self._finish(job_id, JobStatus.CANCELLED, "cancelled by user", "✖ Cancelled.")
             return
@@ -258,6 +279,7 @@ class JobRunner:
         finally:
             ticker.cancel()
             self._cancels.pop(job_id, None)
+            self._user_cancelled.discard(job_id)
         elapsed = time.perf_counter() - started
         await self._deliver(job_id, chat_id, message_id, png_path, jpeg, result, elapsed)
 
