@@ -7,6 +7,7 @@ while a real one is missing from this build (:func:`ensure_methods`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -86,6 +87,15 @@ def rows(settings: Settings, sql: str, *args: Any) -> list[tuple]:
     path = settings.database_url.split(":///", 1)[1]
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return conn.execute(sql, args).fetchall()
+
+
+async def wait_rows(settings: Settings, sql: str, expected: list[tuple], timeout: float = 30.0) -> None:
+    """Poll the database until ``sql`` returns ``expected`` (for outcomes the user never sees)."""
+    deadline = time.monotonic() + timeout
+    while (found := rows(settings, sql)) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{sql!r} gave {found}, expected {expected}")
+        await asyncio.sleep(0.1)
 
 
 # -- stand-ins, used only while a real method is missing from this build --------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from bot_helpers import (
     rows,
     running_bot,
     text_of,
+    wait_rows,
 )
 from fake_telegram import FakeTelegram
 from PIL import Image
@@ -195,6 +198,10 @@ async def test_bad_inputs_get_friendly_replies(tg, tmp_path: Path) -> None:
         await chat.wait_text("long and thin")
         await chat.document(picture(64, 64), "huge.jpg", "image/jpeg", file_size=25 * 1024 * 1024)
         await chat.wait_text("20 MB")
+        await _resolve_all([tg.user_sends_photo(106, picture(64, 64), file_size=21 * 1024 * 1024)])
+        await chat.wait_text("20 MB")
+        await chat.document(_png_header_bomb(12000, 12000), "bomb.png", "image/png")
+        await chat.wait_text("too large")
         await chat.text("hello bot")
         await chat.wait_text("Send me a photo")
         await chat.text("/frobnicate")
@@ -202,9 +209,18 @@ async def test_bad_inputs_get_friendly_replies(tg, tmp_path: Path) -> None:
         await _menu(chat)  # still works after all that
     assert rows(settings, "SELECT count(*) FROM jobs")[0][0] == 0
     events = rows(settings, "SELECT kind, outcome FROM events WHERE user_id = 106 ORDER BY id")
-    assert len(events) == 12
-    assert [o for _, o in events[:11]] == ["rejected"] * 11 and events[11] == ("photo", "accepted")
+    assert len(events) == 14
+    assert [o for _, o in events[:13]] == ["rejected"] * 13 and events[13] == ("photo", "accepted")
     assert rows(settings, "SELECT count(*) FROM events WHERE outcome = 'error'")[0][0] == 0
+
+
+def _png_header_bomb(width: int, height: int) -> bytes:
+    """A valid little PNG whose header claims ``width`` x ``height`` (never decoded that large)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 async def _resolve_all(values: list) -> None:
@@ -282,3 +298,20 @@ async def test_admin_commands_and_preset_toggle(tg, tmp_path: Path) -> None:
         assert toggle.replace("ap:t:", "ps:1:") not in menu  # the disabled preset left the menu
     assert rows(settings, "SELECT count(*) FROM jobs")[0][0] == 0
     assert rows(settings, "SELECT enabled FROM presets WHERE id = ?", int(toggle.split(":")[2])) == [(0,)]
+
+
+async def test_flood_control_and_blocked_users_break_nothing(tg, tmp_path: Path) -> None:
+    settings = make_settings(tg, tmp_path)
+    ensure_presets(settings)
+    async with running_bot(settings):
+        chat, gone = UserChat(tg, 110), UserChat(tg, 111)
+        _, menu = await _menu(chat)
+        _, other_menu = await _menu(gone, seed=2)
+        tg.flood("editMessageText", times=50, retry_after=1)  # status edits get skipped, never fatal
+        tg.flood("sendPhoto", times=1, retry_after=1)  # the result waits out flood control once
+        await chat.press(next(d for d in menu if d.startswith("ps:")))
+        await chat.wait("sendPhoto", timeout=60)
+        tg.block(111)  # this user blocked the bot after asking
+        await gone.press(next(d for d in other_menu if d.startswith("ps:")))
+        await wait_rows(settings, "SELECT count(*) FROM jobs WHERE status = 'failed'", [(1,)])
+    assert sorted(rows(settings, "SELECT user_id, status FROM jobs")) == [(110, "done"), (111, "failed")]
