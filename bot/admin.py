@@ -56,10 +56,12 @@ async def cmd_train(update: Update, context: Context) -> None:
     services = get_services(context)
     message = update.effective_message
     assert message is not None
-    args = [a.lower() for a in (context.args or [])]
-    source = message.reply_to_message
-    usage = ("Reply to a style picture with /train NAME [cin|johnson], e.g. /train sunflowers "
-             "(NAME: 2–40 lowercase letters, digits or _).")
+    if message.caption:  # the style picture itself, captioned "/train NAME [method]"
+        args, source = [a.lower() for a in message.caption.split()[1:]], message
+    else:  # "/train NAME [method]" as a reply to the style picture
+        args, source = [a.lower() for a in (context.args or [])], message.reply_to_message
+    usage = ("Reply to a style picture with /train NAME [cin|johnson] (or send the picture with that caption), "
+             "e.g. /train sunflowers (NAME: 2–40 lowercase letters, digits or _).")
     if not args or not NAME_RE.match(args[0]) or (len(args) > 1 and args[1] not in TRAINABLE) or len(args) > 2:
         await refuse(update, context, "bad /train arguments", usage)
         return

@@ -140,6 +140,8 @@ def add_handlers(app: Application) -> None:
     for name, callback in commands.items():
         app.add_handler(CommandHandler(name, callback))
     app.add_handler(CallbackQueryHandler(handlers.on_callback))
+    train_caption = filters.CaptionRegex(r"^/train(@\w+)?(\s|$)")
+    app.add_handler(MessageHandler((filters.PHOTO | filters.Document.IMAGE) & train_caption, admin.cmd_train))
     app.add_handler(MessageHandler(filters.COMMAND, handlers.on_unknown_command))
     app.add_handler(MessageHandler(filters.PHOTO, handlers.on_photo))
     app.add_handler(MessageHandler(filters.Sticker.ALL, handlers.bad_input("sticker")))

@@ -1,0 +1,61 @@
+"""Admin preset training through the bot: /train, progress, a sample, Publish, and users get the new preset.
+
+Uses the real ``Stylizer.train_preset`` (a few steps at 64 px on a folder of six generated photos).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from bot_helpers import UserChat, buttons_of, make_settings, picture, rows, running_bot, text_of
+from fake_telegram import FakeTelegram
+
+from stylizer.facade import Stylizer
+
+pytestmark = [
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(importlib.util.find_spec("stylizer.train.preset") is None,
+                       reason="stylizer.train.preset (train_preset) is not in this build yet"),
+]
+
+
+def _method() -> str:
+    """CIN adds a style to the shipped base net when there is one; Johnson trains from scratch."""
+    return "cin" if "cin_base" in Stylizer().manifest.models else "johnson"
+
+
+async def test_admin_trains_and_publishes_a_preset(tmp_path: Path, image_folder: Path) -> None:
+    method = _method()
+    async with FakeTelegram() as tg:
+        settings = make_settings(tg, tmp_path, admin_ids="900", train_content_dir=image_folder, train_steps=4,
+                                 train_size=64)
+        admin, user = UserChat(tg, 900), UserChat(tg, 901)
+        async with running_bot(settings):
+            await admin.text("/train")  # no picture, no name: usage, nothing runs
+            await admin.wait_text("Reply to a style picture")
+            tg.user_sends_photo(900, picture(80, 80, seed=11), caption=f"/train bot_test_style {method}")
+            await admin.wait_text("is queued")
+            sample, publish = await admin.wait_button("tp:", method="sendPhoto", timeout=200)
+            assert "Sample" in text_of(sample) and any(d.startswith("td:") for d in buttons_of(sample))
+            await admin.press(publish)
+            await admin.wait_text("is live", method="editMessageCaption")
+
+            await user.photo(picture(96, 64, seed=3))
+            menu, _ = await user.wait_button("ps:")
+            pick = next(d for d, label in buttons_of(menu).items() if label == "Bot Test Style")
+            await user.press(pick)
+            result = await user.wait("sendPhoto", timeout=60)
+            assert "Bot Test Style" in text_of(result)
+
+            await admin.text("/presets")
+            listing, delete = await admin.wait_button("ap:x:")
+            assert "bot_test_style" in text_of(listing)
+            await admin.press(delete)
+            await admin.wait_text("No presets installed" if len(buttons_of(listing)) == 2 else "Presets",
+                                  method="editMessageText")
+        manifest = (settings.presets_dir / "manifest.toml").read_text()
+        assert "bot_test_style" not in manifest
+        assert rows(settings, "SELECT name, method, status FROM training_runs") == [
+            ("bot_test_style", method, "published")]
