@@ -216,7 +216,8 @@ class UserChat:
     def _mine(self, call: Any) -> bool:
         return str(call_params(call).get("chat_id")) == str(self.user_id)
 
-    async def wait(self, method: str, predicate: Callable[[Any], bool] | None = None, timeout: float = 60) -> Any:
+    async def wait(self, method: str | list[str], predicate: Callable[[Any], bool] | None = None,
+                   timeout: float = 60) -> Any:
         """The next call of ``method`` to this chat matching ``predicate``."""
         return await self.tg.wait_for(
             method, lambda c: self._mine(c) and (predicate is None or predicate(c)), timeout=timeout)

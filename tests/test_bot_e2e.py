@@ -22,6 +22,7 @@ from bot_helpers import (
     ensure_presets,
     make_settings,
     picture,
+    real_presets,
     rows,
     running_bot,
     text_of,
@@ -88,10 +89,14 @@ async def test_photo_preset_result_flow(tg, tmp_path: Path) -> None:
         await chat.text("/history")
         history = await chat.wait_text("recent results")
         assert "ra:1" in buttons_of(history)
+        await chat.text("/styles")  # gallery of thumbnails when the presets have them, then the list
+        await chat.wait_text("Preset styles:")
+        if any(p.thumbnail and p.thumbnail.is_file() for p in real_presets()):
+            await chat.wait(["sendMediaGroup", "sendPhoto"])
 
     jobs = rows(settings, "SELECT status, preset, params FROM jobs ORDER BY id")
     assert [j[0] for j in jobs] == ["done"] * 4 and all(j[1] for j in jobs)
-    assert rows(settings, "SELECT count(*) FROM events WHERE user_id = 101")[0][0] == 8  # every request recorded
+    assert rows(settings, "SELECT count(*) FROM events WHERE user_id = 101")[0][0] == 9  # every request recorded
     assert rows(settings, "SELECT count(*) FROM events WHERE outcome = 'error'")[0][0] == 0
 
 
@@ -147,7 +152,7 @@ async def test_cancel_command_cancels_queued_jobs(tg, tmp_path: Path) -> None:
 
 
 async def test_restart_recovers_running_job(tg, tmp_path: Path) -> None:
-    settings = make_settings(tg, tmp_path, gatys_steps=60, workers=1, progress_interval=0.05)
+    settings = make_settings(tg, tmp_path, gatys_steps=20, workers=1, progress_interval=0.05)
     chat = UserChat(tg, 105)
     async with running_bot(settings):
         await _menu(chat)

@@ -25,7 +25,7 @@ def _start(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
 @pytest.mark.timeout(180)
 async def test_killed_mid_job_then_delivered_after_restart(tmp_path: Path) -> None:
     async with FakeTelegram() as tg:
-        settings = make_settings(tg, tmp_path, gatys_steps=60, workers=1, progress_interval=0.05)
+        settings = make_settings(tg, tmp_path, gatys_steps=12, workers=1, progress_interval=0.05)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
                "PYTHONUNBUFFERED": "1"}
         env.update({name.upper(): str(value) for name, value in settings.model_dump().items()

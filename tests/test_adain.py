@@ -1,0 +1,173 @@
+"""AdaIN: the layer's maths, strength and mixing, the committed decoder through the facade, presets, and
+the decoder trainer (loss goes down, checkpoints resume). Small images keep every test to seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylizer.adain import (
+    ENCODER_LAYER,
+    AdaINMethod,
+    Decoder,
+    make_preset_file,
+    mix_stats,
+    stylize_features,
+)
+from stylizer.cli import main as cli_main
+from stylizer.facade import StyleRef, Stylizer, StylizeRequest
+from stylizer.features import adain, mean_std
+from stylizer.image import pil_to_tensor
+from stylizer.manifest import Manifest, Preset, sha256_file
+from stylizer.methods import MethodJob, StyleInput
+from stylizer.vgg import get_vgg
+
+
+@pytest.fixture(scope="module")
+def manifest() -> Manifest:
+    manifest = Manifest.default()
+    if "adain_decoder" not in manifest.models:
+        pytest.fail("weights/manifest.toml has no [models.adain_decoder]")
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def method() -> AdaINMethod:
+    return AdaINMethod()
+
+
+def _job(content, styles, manifest, strength=1.0) -> MethodJob:
+    return MethodJob(content=content, styles=styles, device=torch.device("cpu"), manifest=manifest,
+                     strength=strength, mixed_precision=False)
+
+
+def test_adain_output_has_style_statistics() -> None:
+    torch.manual_seed(0)
+    content = torch.randn(2, 8, 5, 7) * 3 + 1
+    style_mean, style_std = torch.randn(2, 8, 1, 1), torch.rand(2, 8, 1, 1) + 0.5
+    mean, std = mean_std(adain(content, style_mean, style_std))
+    torch.testing.assert_close(mean, style_mean, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(std, style_std, atol=1e-3, rtol=1e-3)
+
+
+def test_strength_interpolates_features() -> None:
+    f_c = torch.rand(1, 4, 3, 3)
+    mean, std = torch.zeros(1, 4, 1, 1), torch.ones(1, 4, 1, 1)
+    torch.testing.assert_close(stylize_features(f_c, mean, std, 0.0), f_c)
+    full = stylize_features(f_c, mean, std, 1.0)
+    torch.testing.assert_close(stylize_features(f_c, mean, std, 0.25), 0.25 * full + 0.75 * f_c)
+
+
+def test_mix_stats_one_hot_is_the_single_style() -> None:
+    a, b = (torch.rand(1, 4, 1, 1), torch.rand(1, 4, 1, 1)), (torch.rand(1, 4, 1, 1), torch.rand(1, 4, 1, 1))
+    mean, std = mix_stats([(1.0, *a), (0.0, *b)])
+    torch.testing.assert_close(mean, a[0])
+    torch.testing.assert_close(std, a[1])
+
+
+def test_decoder_mirrors_encoder_shape() -> None:
+    decoder = Decoder()
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._NormBase) for m in decoder.modules())
+    out = decoder(torch.rand(1, 512, 4, 6))
+    assert out.shape == (1, 3, 32, 48)
+
+
+def test_alpha_zero_feeds_the_content_features(manifest, method, content_image, style_image) -> None:
+    """Strength 0: the decoder's input is exactly the content's relu4_1 (feature interpolation, not pixels)."""
+    content, style = pil_to_tensor(content_image), pil_to_tensor(style_image)
+    decoder = method.decoder(manifest, torch.device("cpu"))
+    seen: list[torch.Tensor] = []
+    handle = decoder.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    try:
+        method.run(_job(content, [StyleInput(1.0, image=style, key="style")], manifest, strength=0.0))
+    finally:
+        handle.remove()
+    with torch.inference_mode():
+        f_c = get_vgg("cpu")(content, [ENCODER_LAYER])[ENCODER_LAYER]
+    torch.testing.assert_close(seen[0].float(), f_c, atol=1e-3, rtol=1e-4)
+
+
+def test_one_hot_mixing_equals_single_style(manifest, method, content_image, style_image) -> None:
+    content, style = pil_to_tensor(content_image), pil_to_tensor(style_image)
+    other = pil_to_tensor(content_image.transpose(0).convert("L").convert("RGB"))
+    single = method.run(_job(content, [StyleInput(1.0, image=style, key="a")], manifest))
+    one_hot = method.run(_job(content, [StyleInput(1.0, image=style, key="a"),
+                                        StyleInput(0.0, image=other, key="b")], manifest))
+    half = method.run(_job(content, [StyleInput(0.5, image=style, key="a"),
+                                     StyleInput(0.5, image=other, key="b")], manifest))
+    torch.testing.assert_close(one_hot, single)
+    assert (half - single).abs().mean() > 1e-3
+    assert "a" in method._stats and "b" in method._stats  # cached by key
+
+
+def test_facade_stylizes_with_committed_decoder(manifest, content_image, style_image) -> None:
+    stylizer = Stylizer(manifest)
+    assert "adain" in stylizer.methods()
+    result = stylizer.stylize(StylizeRequest(content_image, [StyleRef(image=style_image)], method="adain",
+                                             size=96, device="cpu"))
+    assert result.method == "adain" and result.image.size == (96, 64)
+    out = pil_to_tensor(result.image)
+    assert (out - pil_to_tensor(content_image)).abs().mean() > 0.02  # it changed the picture
+    assert out.std() > 0.02  # and did not collapse to a flat colour
+
+
+def test_odd_sizes_keep_their_shape(manifest, method, style_image) -> None:
+    content = torch.rand(1, 3, 37, 53)
+    out = method.run(_job(content, [StyleInput(1.0, image=pil_to_tensor(style_image), key="s")], manifest))
+    assert out.shape == (1, 3, 37, 53) and out.min() >= 0 and out.max() <= 1
+
+
+def test_preset_file_matches_the_style_image(tmp_path: Path, manifest, method, content_image,
+                                             style_image) -> None:
+    style_path = tmp_path / "style.png"
+    style_image.save(style_path)
+    sha = make_preset_file(style_path, tmp_path / "p.safetensors", size=80)
+    preset = Preset(name="p", method="adain", file=tmp_path / "p.safetensors", sha256=sha)
+    content = pil_to_tensor(content_image)
+    from_preset = method.run(_job(content, [StyleInput(1.0, preset=preset, key="preset:p")], manifest))
+    from_image = method.run(_job(content, [StyleInput(1.0, image=pil_to_tensor(style_image), key="")], manifest))
+    assert (from_preset - from_image).abs().max() < 0.02  # fp16 file, same statistics
+
+
+def _train(folder: Path, out: Path, steps: int, *extra: str) -> int:
+    return cli_main(["train-decoder", "--content-dir", str(folder), "--style-dir", str(folder), "-o", str(out),
+                     "--steps", str(steps), "--size", "40", "--crop", "32", "--batch", "2", "--workers", "0",
+                     "--lr", "1e-3", "--device", "cpu", "--seed", "0", *extra])
+
+
+def _losses(log_file: Path) -> list[dict]:
+    return [json.loads(line) for line in log_file.read_text().splitlines()]
+
+
+def test_train_decoder_loss_decreases(tmp_path: Path, image_folder: Path) -> None:
+    out, log_file = tmp_path / "dec.safetensors", tmp_path / "loss.jsonl"
+    assert _train(image_folder, out, 30, "--log-every", "5", "--log-file", str(log_file),
+                  "--checkpoint-every", "0") == 0
+    losses = [e["loss"] for e in _losses(log_file)]
+    assert len(losses) == 6
+    assert sum(losses[-2:]) / 2 < 0.5 * sum(losses[:2]) / 2
+    decoder = Decoder()
+    from stylizer.manifest import load_tensors
+
+    decoder.load_state_dict(load_tensors(out))  # the saved file is a usable decoder
+
+
+def test_train_decoder_resumes_from_checkpoint(tmp_path: Path, image_folder: Path) -> None:
+    out, ckpt, log_file = tmp_path / "dec.safetensors", tmp_path / "dec.ckpt", tmp_path / "loss.jsonl"
+    assert _train(image_folder, out, 4, "--checkpoint", str(ckpt), "--checkpoint-every", "2") == 0
+    first = sha256_file(out)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 4 and "optimizer" in state
+    assert _train(image_folder, out, 6, "--checkpoint", str(ckpt), "--resume", str(ckpt), "--log-every", "1",
+                  "--log-file", str(log_file)) == 0
+    assert [e["step"] for e in _losses(log_file)] == [5, 6]
+    assert torch.load(ckpt, weights_only=True)["step"] == 6
+    assert sha256_file(out) != first
+
+
+def test_train_decoder_missing_checkpoint_is_a_clean_error(tmp_path: Path, image_folder: Path, capsys) -> None:
+    assert _train(image_folder, tmp_path / "d.safetensors", 2, "--resume", str(tmp_path / "nope.ckpt")) == 2
+    assert "checkpoint" in capsys.readouterr().err
