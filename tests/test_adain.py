@@ -144,11 +144,11 @@ def _losses(log_file: Path) -> list[dict]:
 
 def test_train_decoder_loss_decreases(tmp_path: Path, image_folder: Path) -> None:
     out, log_file = tmp_path / "dec.safetensors", tmp_path / "loss.jsonl"
-    assert _train(image_folder, out, 30, "--log-every", "5", "--log-file", str(log_file),
+    assert _train(image_folder, out, 12, "--log-every", "3", "--log-file", str(log_file),
                   "--checkpoint-every", "0") == 0
-    losses = [e["loss"] for e in _losses(log_file)]
-    assert len(losses) == 6
-    assert sum(losses[-2:]) / 2 < 0.5 * sum(losses[:2]) / 2
+    losses = [e["loss"] for e in _losses(log_file)]  # each the mean of 3 steps, fixed seed
+    assert len(losses) == 4
+    assert losses[-1] < 0.5 * losses[0]
     decoder = Decoder()
     from stylizer.manifest import load_tensors
 
@@ -157,14 +157,14 @@ def test_train_decoder_loss_decreases(tmp_path: Path, image_folder: Path) -> Non
 
 def test_train_decoder_resumes_from_checkpoint(tmp_path: Path, image_folder: Path) -> None:
     out, ckpt, log_file = tmp_path / "dec.safetensors", tmp_path / "dec.ckpt", tmp_path / "loss.jsonl"
-    assert _train(image_folder, out, 4, "--checkpoint", str(ckpt), "--checkpoint-every", "2") == 0
+    assert _train(image_folder, out, 2, "--checkpoint", str(ckpt), "--checkpoint-every", "2") == 0
     first = sha256_file(out)
     state = torch.load(ckpt, weights_only=True)
-    assert state["step"] == 4 and "optimizer" in state
-    assert _train(image_folder, out, 6, "--checkpoint", str(ckpt), "--resume", str(ckpt), "--log-every", "1",
+    assert state["step"] == 2 and "optimizer" in state
+    assert _train(image_folder, out, 3, "--checkpoint", str(ckpt), "--resume", str(ckpt), "--log-every", "1",
                   "--log-file", str(log_file)) == 0
-    assert [e["step"] for e in _losses(log_file)] == [5, 6]
-    assert torch.load(ckpt, weights_only=True)["step"] == 6
+    assert [e["step"] for e in _losses(log_file)] == [3]  # continued, did not restart at 1
+    assert torch.load(ckpt, weights_only=True)["step"] == 3
     assert sha256_file(out) != first
 
 
