@@ -56,15 +56,22 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
 
     def __init__(self, max_concurrent_updates: int) -> None:
         super().__init__(max_concurrent_updates)
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}  # user id -> (lock, [users of it])
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         user = update.effective_user if isinstance(update, Update) else None
         if user is None:
             await coroutine
             return
-        async with self._locks.setdefault(user.id, asyncio.Lock()):
-            await coroutine
+        lock, holders = self._locks.setdefault(user.id, (asyncio.Lock(), [0]))
+        holders[0] += 1
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            holders[0] -= 1
+            if not holders[0]:  # nobody waiting: forget the lock, so idle users cost no memory
+                del self._locks[user.id]
 
     async def initialize(self) -> None:
         """Nothing to set up."""

@@ -56,11 +56,6 @@ IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-def _user_lock(context: Context, user_id: int) -> asyncio.Lock:
-    locks = context.application.bot_data.setdefault("user_locks", {})
-    return locks.setdefault(user_id, asyncio.Lock())
-
-
 async def mark(update: Update, outcome: str, reason: str | None = None, job_id: int | None = None,
                services: Services | None = None, context: Context | None = None) -> None:
     services = services or get_services(context)  # type: ignore[arg-type]
@@ -214,7 +209,7 @@ async def route_image(update: Update, context: Context, image: StoredImage) -> N
     """A style picture when the user asked for "own style", otherwise a new photo to stylize."""
     services = get_services(context)
     user_id = image.user_id
-    async with _user_lock(context, user_id), services.sessions() as session:
+    async with services.sessions() as session:  # one user's updates never run concurrently (bot.app)
         user = await session.get(User, user_id)
         assert user is not None
         content_id, method = user.awaiting_image_id, user.awaiting_method

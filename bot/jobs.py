@@ -110,7 +110,6 @@ class JobRunner:
         self._cancels: dict[int, threading.Event] = {}
         self._shown: dict[int, str] = {}
         self._tasks: list[asyncio.Task] = []
-        self._user_locks: dict[int, asyncio.Lock] = {}
         self._user_cancelled: set[int] = set()
         self._busy = 0
         self._idle = asyncio.Event()
@@ -162,9 +161,12 @@ class JobRunner:
     # -- accepting work ------------------------------------------------------------------------------
 
     async def accept(self, spec: JobSpec) -> Job:
-        """Check the limits, persist the job, then tell the user and queue it; raises :class:`Refused`."""
-        lock = self._user_locks.setdefault(spec.user_id, asyncio.Lock())
-        async with lock, self.services.sessions() as session:
+        """Check the limits, persist the job, then tell the user and queue it; raises :class:`Refused`.
+
+        Called from update handlers, which never run concurrently for one user (``PerUserUpdateProcessor``),
+        so the limit checks and the insert cannot race.
+        """
+        async with self.services.sessions() as session:
             in_flight = len(await store.active_jobs(session, spec.user_id))
             if in_flight >= self.settings.max_jobs_per_user:
                 raise Refused(f"You already have {in_flight} picture(s) in progress. Please wait for them "
