@@ -173,7 +173,10 @@ def ensure_presets(settings: Settings, count: int = 2) -> None:
         matrix = torch.roll(torch.eye(3), shifts=i + 1, dims=1) * 0.8 + 0.1
         file = folder / f"tint_{i}.safetensors"
         sha = save_tensors({"matrix": matrix}, file)
-        presets.append(Preset(name=f"tint_{i}", method="tint", file=file, sha256=sha, display_name=f"Tint {i}"))
+        thumb = folder / f"tint_{i}.jpg"
+        thumb.write_bytes(picture(64, 64, seed=20 + i))
+        presets.append(Preset(name=f"tint_{i}", method="tint", file=file, sha256=sha, display_name=f"Tint {i}",
+                              thumbnail=thumb))
     write_preset_manifest(folder / "manifest.toml", presets)
 
 
