@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     default_strength: float = Field(1.0, ge=0.25, le=1.0)
     gatys_steps: int | None = Field(None, ge=1)  # None: the method's default
     progress_interval: float = Field(1.5, gt=0)  # seconds between status-message edits
+    preview_interval: float = Field(8.0, ge=0)  # seconds between Gatys preview updates; 0: no previews
     presets_per_page: int = Field(6, ge=1, le=20)
     history_size: int = Field(5, ge=1, le=20)
     # Folder of the presets' source paintings (manifest field ``source``, e.g. ../shared/data/styles): the style

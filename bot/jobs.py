@@ -14,6 +14,7 @@ facade's ``threading.Event``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import threading
@@ -21,7 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from telegram import Bot, Message
+from PIL import Image
+from telegram import Bot, InputMediaPhoto, Message
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 
@@ -75,9 +77,14 @@ class _Live:
 
     def __init__(self) -> None:
         self.progress: Progress | None = None
+        self.preview: Image.Image | None = None
+        self.preview_version = 0
 
     def update(self, progress: Progress) -> None:
         self.progress = progress
+        if progress.preview is not None:
+            self.preview = progress.preview
+            self.preview_version += 1
 
     def text(self) -> str:
         p = self.progress
@@ -86,6 +93,12 @@ class _Live:
         pct = round(100 * p.fraction)
         bar = "▓" * (pct // 10) + "░" * (10 - pct // 10)
         return f"🎨 Working on your picture… {pct}%\n{bar}"
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def queued_text(position: int) -> str:
@@ -296,6 +309,7 @@ class JobRunner:
             size=int(params.get("size", self.settings.output_size)),
             steps=params.get("steps"), seed=params.get("seed"),
             device=self.settings.stylizer_device, progress=progress, cancel=cancel,
+            options={"preview": True} if self.settings.preview_interval > 0 else {},
         )
         result = self.services.stylizer.stylize(request)
         png_path = self.settings.results_dir / str(work.user_id) / f"{work.job_id}.png"
@@ -303,9 +317,7 @@ class JobRunner:
         result.image.save(png_path, "PNG")
         jpeg = b""
         for quality in (92, 85, 75, 60):
-            buf = io.BytesIO()
-            result.image.save(buf, "JPEG", quality=quality)
-            jpeg = buf.getvalue()
+            jpeg = _jpeg(result.image, quality)
             if len(jpeg) <= PHOTO_LIMIT:
                 break
         return png_path, jpeg, result
@@ -378,8 +390,13 @@ class JobRunner:
                 await session.commit()
 
     async def _tick(self, job_id: int, chat_id: int, message_id: int | None, live: _Live) -> None:
-        """While a job runs: keep the chat action alive and mirror progress into the status message."""
-        last_action = 0.0
+        """While a job runs: keep the chat action alive and mirror progress into the status message.
+
+        Methods that send previews (Gatys) get one extra photo message, updated in place at most every
+        ``PREVIEW_INTERVAL`` seconds and deleted when the job ends.
+        """
+        last_action = last_preview = 0.0
+        shown_preview, preview_id = 0, None
         try:
             while True:
                 now = time.monotonic()
@@ -393,10 +410,31 @@ class JobRunner:
                 if (message_id and self._shown.get(job_id) != text
                         and await safe_edit(self.bot, chat_id, message_id, text, cancel_keyboard(job_id))):
                     self._shown[job_id] = text
+                if (live.preview is not None and live.preview_version != shown_preview
+                        and now - last_preview >= self.settings.preview_interval > 0):
+                    shown_preview, last_preview = live.preview_version, now
+                    preview_id = await self._show_preview(chat_id, preview_id, live.preview) or preview_id
                 await asyncio.sleep(self.settings.progress_interval)
         except asyncio.CancelledError:
             self._shown.pop(job_id, None)
+            if preview_id is not None:
+                with contextlib.suppress(TelegramError):
+                    await self.bot.delete_message(chat_id, preview_id)
             raise
+
+    async def _show_preview(self, chat_id: int, message_id: int | None, image: Image.Image) -> int | None:
+        """Send the preview photo, or swap the picture of the one already sent; failures only cost the preview."""
+        data = await asyncio.to_thread(_jpeg, image, 80)
+        try:
+            if message_id is None:
+                sent = await self.bot.send_photo(chat_id, photo=data, caption="👀 Preview",
+                                                 disable_notification=True)
+                return sent.message_id
+            await self.bot.edit_message_media(InputMediaPhoto(data, caption="👀 Preview"), chat_id=chat_id,
+                                              message_id=message_id)
+        except TelegramError as exc:
+            log.debug("preview not shown: %s", exc)
+        return message_id
 
     async def _refresh_positions(self, limit: int = 30) -> None:
         """Waiting jobs moved up: update their "position N" messages (unchanged ones are skipped)."""

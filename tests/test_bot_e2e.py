@@ -132,7 +132,22 @@ async def test_high_quality_progress_and_cancel(tg, tmp_path: Path) -> None:
         await chat.text("/cancel")
         await chat.wait_text("nothing to cancel")
     assert rows(settings, "SELECT status FROM jobs") == [("cancelled",)]
-    assert not [c for c in tg.calls if call_method(c) == "sendPhoto"]
+    assert not [c for c in tg.calls if call_method(c) == "sendPhoto" and "Preview" not in text_of(c)]  # no result
+
+
+async def test_high_quality_shows_a_preview_then_the_result(tg, tmp_path: Path) -> None:
+    settings = make_settings(tg, tmp_path, gatys_steps=20, preview_interval=0.01, progress_interval=0.05)
+    async with running_bot(settings):
+        chat = UserChat(tg, 112)
+        await _menu(chat)
+        await chat.press("hq:1")
+        await chat.wait_text("High quality")
+        await chat.photo(picture(80, 80, seed=6))
+        preview = await chat.wait("sendPhoto", lambda c: "Preview" in text_of(c))
+        result = await chat.wait("sendPhoto", lambda c: "gatys" in text_of(c))
+        assert "rs:1:50" in buttons_of(result)
+        await chat.wait("deleteMessage", lambda c: c.params.get("message_id") == preview.result["message_id"])
+    assert rows(settings, "SELECT status, method FROM jobs") == [("done", "gatys")]
 
 
 async def test_cancel_command_cancels_queued_jobs(tg, tmp_path: Path) -> None:
