@@ -225,6 +225,11 @@ class UserChat:
         return await self.tg.wait_for(
             method, lambda c: self._mine(c) and (predicate is None or predicate(c)), timeout=timeout)
 
+    async def wait_result(self, predicate: Callable[[Any], bool] | None = None, timeout: float = 60) -> Any:
+        """The next result photo (Gatys preview photos skipped)."""
+        return await self.wait("sendPhoto", lambda c: "Preview" not in text_of(c)
+                               and (predicate is None or predicate(c)), timeout=timeout)
+
     async def wait_text(self, needle: str, method: str = "sendMessage", timeout: float = 60) -> Any:
         return await self.wait(method, lambda c: needle in text_of(c), timeout=timeout)
 

@@ -68,7 +68,7 @@ async def test_photo_preset_result_flow(tg, tmp_path: Path) -> None:
         await chat.press(preset)
         status = await chat.wait_text("Queued")
         assert any(d.startswith("x:") for d in buttons_of(status))  # cancel button on the status message
-        result = await chat.wait("sendPhoto")
+        result = await chat.wait_result()
         photo = _decode(tg.sent_photos(101)[-1])
         assert max(photo.size) == settings.output_size
         keys = buttons_of(result)
@@ -76,10 +76,10 @@ async def test_photo_preset_result_flow(tg, tmp_path: Path) -> None:
         await chat.wait_text("Done", method="editMessageText")
 
         await chat.press("rs:1:50")
-        half = await chat.wait("sendPhoto", lambda c: "50%" in text_of(c))
+        half = await chat.wait_result(lambda c: "50%" in text_of(c))
         assert "• 50%" in buttons_of(half).values()
         await chat.press("rc:1")
-        await chat.wait("sendPhoto", lambda c: "🎨 Keep colours: on" in buttons_of(c).values())
+        await chat.wait_result(lambda c: "🎨 Keep colours: on" in buttons_of(c).values())
         await chat.press("rf:1")  # the original is 96 px wide: re-rendered larger, sent as a PNG file
         doc = await chat.wait("sendDocument")
         assert "96×64" in text_of(doc)
@@ -92,7 +92,7 @@ async def test_photo_preset_result_flow(tg, tmp_path: Path) -> None:
         await chat.wait(["sendMediaGroup", "sendPhoto"])
         await chat.wait_text("Preset styles:")
         await chat.press("rh:1")  # high quality re-run: Gatys with the preset's picture
-        hq = await chat.wait("sendPhoto", lambda c: "gatys" in text_of(c))
+        hq = await chat.wait_result(lambda c: "gatys" in text_of(c))
         assert "rh:" not in "".join(buttons_of(hq))
 
     jobs = rows(settings, "SELECT status, preset, params FROM jobs ORDER BY id")
@@ -111,7 +111,7 @@ async def test_own_style_flow_with_progress(tg, tmp_path: Path) -> None:
         await chat.text("what now?")  # text at the wrong moment: a hint, nothing queued
         await chat.wait_text("waiting for the style picture")
         await chat.photo(picture(80, 80, seed=7))
-        result = await chat.wait("sendPhoto")
+        result = await chat.wait_result()
         assert max(_decode(tg.sent_photos(102)[-1]).size) == settings.output_size
         assert "your style" in text_of(result)
     job = rows(settings, "SELECT status, method, style_image_id, timings FROM jobs")
@@ -136,7 +136,7 @@ async def test_high_quality_progress_and_cancel(tg, tmp_path: Path) -> None:
 
 
 async def test_high_quality_shows_a_preview_then_the_result(tg, tmp_path: Path) -> None:
-    settings = make_settings(tg, tmp_path, gatys_steps=20, preview_interval=0.01, progress_interval=0.05)
+    settings = make_settings(tg, tmp_path, gatys_steps=10, preview_interval=0.01, progress_interval=0.05)
     async with running_bot(settings):
         chat = UserChat(tg, 112)
         await _menu(chat)
@@ -144,7 +144,7 @@ async def test_high_quality_shows_a_preview_then_the_result(tg, tmp_path: Path) 
         await chat.wait_text("High quality")
         await chat.photo(picture(80, 80, seed=6))
         preview = await chat.wait("sendPhoto", lambda c: "Preview" in text_of(c))
-        result = await chat.wait("sendPhoto", lambda c: "gatys" in text_of(c))
+        result = await chat.wait_result(lambda c: "gatys" in text_of(c))
         assert "rs:1:50" in buttons_of(result)
         await chat.wait("deleteMessage", lambda c: c.params.get("message_id") == preview.result["message_id"])
     assert rows(settings, "SELECT status, method FROM jobs") == [("done", "gatys")]
@@ -178,7 +178,7 @@ async def test_restart_recovers_running_job(tg, tmp_path: Path) -> None:
         await chat.wait_text("%", method="editMessageText")
     assert rows(settings, "SELECT status FROM jobs") == [("running",)]  # stopped mid-job: not lost
     async with running_bot(settings):
-        await chat.wait("sendPhoto", timeout=90)
+        await chat.wait_result(timeout=90)
     assert rows(settings, "SELECT status, attempts FROM jobs") == [("done", 2)]
 
 
@@ -190,7 +190,7 @@ async def test_five_concurrent_users(tg, tmp_path: Path) -> None:
         menus = await asyncio.gather(*(_menu(u, seed=i) for i, u in enumerate(users)))
         for user, (_, menu) in zip(users, menus, strict=True):
             await user.press(next(d for d in menu if d.startswith("ps:")))
-        await asyncio.gather(*(u.wait("sendPhoto", timeout=90) for u in users))
+        await asyncio.gather(*(u.wait_result(timeout=90) for u in users))
     assert rows(settings, "SELECT count(*), count(DISTINCT user_id) FROM jobs WHERE status = 'done'") == [(5, 5)]
 
 
@@ -283,7 +283,7 @@ async def test_settings_apply_and_privacy_deletes_everything(tg, tmp_path: Path)
         await chat.press("ow:1")
         await chat.wait_text("send me the picture")
         await chat.photo(picture(80, 80, seed=9))
-        result = await chat.wait("sendPhoto")
+        result = await chat.wait_result()
         assert "strength 50%" in text_of(result) and "🎨 Keep colours: on" in buttons_of(result).values()
         files = list(settings.data_dir.rglob("*.png")) + list(settings.data_dir.rglob("*.jpg"))
         assert files
@@ -331,7 +331,7 @@ async def test_flood_control_and_blocked_users_break_nothing(tg, tmp_path: Path)
         tg.flood("editMessageText", times=50, retry_after=1)  # status edits get skipped, never fatal
         tg.flood("sendPhoto", times=1, retry_after=1)  # the result waits out flood control once
         await chat.press(next(d for d in menu if d.startswith("ps:")))
-        await chat.wait("sendPhoto", timeout=60)
+        await chat.wait_result(timeout=60)
         tg.block(111)  # this user blocked the bot after asking
         await gone.press(next(d for d in other_menu if d.startswith("ps:")))
         await wait_rows(settings, "SELECT count(*) FROM jobs WHERE status = 'failed'", [(1,)])

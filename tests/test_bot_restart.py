@@ -46,7 +46,7 @@ async def test_killed_mid_job_then_delivered_after_restart(tmp_path: Path) -> No
         assert rows(settings, "SELECT status FROM jobs") == [("running",)]
         proc = _start(env, tmp_path, log)
         try:
-            result = await chat.wait("sendPhoto", timeout=120)
+            result = await chat.wait_result(timeout=120)
         finally:
             proc.send_signal(signal.SIGINT)  # a clean stop this time
             try:

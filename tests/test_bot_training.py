@@ -46,7 +46,7 @@ async def test_admin_trains_and_publishes_a_preset(tmp_path: Path, image_folder:
             menu, _ = await user.wait_button("ps:")
             pick = next(d for d, label in buttons_of(menu).items() if label == "Bot Test Style")
             await user.press(pick)
-            result = await user.wait("sendPhoto", timeout=60)
+            result = await user.wait_result(timeout=60)
             assert "Bot Test Style" in text_of(result)
 
             await admin.text("/presets")
