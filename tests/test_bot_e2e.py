@@ -321,6 +321,7 @@ async def test_admin_commands_and_preset_toggle(tg, tmp_path: Path) -> None:
     assert rows(settings, "SELECT enabled FROM presets WHERE id = ?", int(toggle.split(":")[2])) == [(0,)]
 
 
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # PTB's own RetryAfter message
 async def test_flood_control_and_blocked_users_break_nothing(tg, tmp_path: Path) -> None:
     settings = make_settings(tg, tmp_path)
     ensure_presets(settings)
