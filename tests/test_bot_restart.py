@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -42,15 +43,15 @@ async def test_killed_mid_job_then_delivered_after_restart(tmp_path: Path) -> No
             await chat.wait_text("%", method="editMessageText")
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+            await asyncio.to_thread(proc.wait, 30)
         assert rows(settings, "SELECT status FROM jobs") == [("running",)]
         proc = _start(env, tmp_path, log)
         try:
             result = await chat.wait_result(timeout=120)
         finally:
-            proc.send_signal(signal.SIGINT)  # a clean stop this time
+            proc.send_signal(signal.SIGINT)  # a clean stop this time (the fake server keeps answering meanwhile)
             try:
-                assert proc.wait(timeout=30) == 0
+                assert await asyncio.to_thread(proc.wait, 30) == 0
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 raise
