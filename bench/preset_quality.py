@@ -1,0 +1,93 @@
+"""Quality of presets (brief section 4) on held-out photos, as JSON; optionally a contact sheet to look at.
+
+    python bench/preset_quality.py [--manifest FILE ...] [--presets NAME ...] [--size 512] [--photos 4]
+        [--sheet OUT.jpg] [--device auto]
+
+Photos are the held-out ones of the content folder (every ``HOLDOUT_EVERY``-th, never trained on); each
+preset is compared with its own source painting (``source`` in the manifest, looked up in the styles
+folder). Prints one JSON object: per preset the medians of content_err, style_gap, gram_gap and ssim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from PIL import Image  # noqa: E402
+
+from stylizer.facade import StyleRef, Stylizer, StylizeRequest  # noqa: E402
+from stylizer.manifest import Manifest  # noqa: E402
+from stylizer.metrics import quality  # noqa: E402
+from stylizer.train.preset import split_content  # noqa: E402
+
+SHARED = Path(os.environ.get("STYLEBOT_SHARED", ROOT.parent / "shared"))
+
+
+def default_dirs() -> tuple[Path, Path]:
+    """Content and style folders: the pre-resized copies in .data when present, else ../shared/data."""
+    local = ROOT / ".data"
+    if (local / "content").is_dir() and (local / "styles").is_dir():
+        return local / "content", local / "styles"
+    return SHARED / "data" / "content", SHARED / "data" / "styles"
+
+
+def evaluate(manifest: Manifest, names: list[str], photos: list[Path], style_dir: Path, size: int,
+             device: str = "auto", sheet: Path | None = None) -> dict[str, dict[str, float]]:
+    stylizer = Stylizer(manifest)
+    results: dict[str, dict[str, float]] = {}
+    rows: list[list[Image.Image]] = []
+    for name in names:
+        preset = manifest.preset(name)
+        style = style_dir / preset.source
+        scores: dict[str, list[float]] = {}
+        row = []
+        for photo in photos:
+            out = stylizer.stylize(StylizeRequest(content=photo, styles=[StyleRef(preset=name)], size=size,
+                                                  device=device)).image
+            row.append(out)
+            for k, v in quality(out, str(photo), str(style)).items():
+                scores.setdefault(k, []).append(v)
+        results[name] = {k: round(statistics.median(v), 4) for k, v in scores.items()}
+        rows.append(row)
+    if sheet is not None and rows:
+        tile = 256
+        canvas = Image.new("RGB", (tile * len(photos), tile * len(rows)), "white")
+        for r, row in enumerate(rows):
+            for c, im in enumerate(row):
+                im = im.copy()
+                im.thumbnail((tile, tile))
+                canvas.paste(im, (c * tile, r * tile))
+        sheet.parent.mkdir(parents=True, exist_ok=True)
+        canvas.save(sheet, quality=85)
+    return results
+
+
+def main() -> None:
+    content_dir, style_dir = default_dirs()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", nargs="*", type=Path, default=None, help="manifest files (default: shipped)")
+    ap.add_argument("--presets", nargs="*", default=None)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--photos", type=int, default=4)
+    ap.add_argument("--content-dir", type=Path, default=content_dir)
+    ap.add_argument("--style-dir", type=Path, default=style_dir)
+    ap.add_argument("--sheet", type=Path, default=None)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    manifest = Manifest(args.manifest) if args.manifest else Manifest.default()
+    names = args.presets or [p.name for p in manifest.enabled_presets()]
+    train, held = split_content(args.content_dir)
+    photos = (held or train)[: args.photos]
+    result = evaluate(manifest, names, photos, args.style_dir, args.size, args.device, args.sheet)
+    print(json.dumps({"size": args.size, "photos": [p.name for p in photos], "presets": result}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
