@@ -89,6 +89,6 @@ class PerceptualLoss:
         tv_term = tv_loss(output.float())
         total = (self.w.content * content_term + self.w.style * style_term
                  + self.w.moments * moment_term + self.w.tv * tv_term)
-        parts = {"content": float(content_term), "style": float(style_term), "moments": float(moment_term),
-                 "tv": float(tv_term)}
+        parts = {k: float(v.detach()) for k, v in
+                 (("content", content_term), ("style", style_term), ("moments", moment_term), ("tv", tv_term))}
         return total, parts

@@ -121,7 +121,7 @@ def _optimise(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        last = float(loss)
+        last = float(loss.detach())
         if step == 1:
             first = last
         smooth = last if smooth is None else 0.95 * smooth + 0.05 * last
