@@ -167,5 +167,9 @@ def save_image(image: Image.Image, path: Path, *, quality: int = 95) -> None:
         image.save(path, quality=quality, subsampling=0, optimize=True)
     elif suffix == ".webp":
         image.save(path, quality=quality)
+    elif suffix == ".png":
+        # zlib level 3 instead of Pillow's 6: ~3x faster to encode (0.09 s vs 0.28 s for 1024 px, as
+        # long as the fast nets take to run) for ~9 % larger files.
+        image.save(path, compress_level=3)
     else:
         image.save(path)
