@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import StylizerError
@@ -123,19 +124,28 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         raise UsageError(f"{len(inputs)} inputs need an output folder, not the file {args.output}")
     styles = _styles(args)
     stylizer = Stylizer()
-    for path in inputs:
-        out = args.output / f"{path.stem}.png" if many else args.output
-        if not many and not out.suffix:
-            out = out.with_suffix(".png")
-        request = StylizeRequest(
-            content=path, styles=styles, method=args.method, strength=args.strength,
-            preserve_color=args.preserve_color or False, size=args.size, style_size=args.style_size,
-            steps=args.steps, seed=args.seed, device=args.device, mixed_precision=not args.fp32,
-            progress=_log_progress if args.verbose else None,
-        )
-        result = stylizer.stylize(request)
-        save_image(result.image, out)
-        log.info("%s -> %s (%s on %s, %.2fs)", path, out, result.method, result.device, result.timings["total"])
+    # Encoding an output (Pillow releases the GIL) overlaps with stylizing the next input: for the fast
+    # methods on a CPU that is a fifth of the time per image. At most one save is pending.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        saving: Future | None = None
+        for path in inputs:
+            out = args.output / f"{path.stem}.png" if many else args.output
+            if not many and not out.suffix:
+                out = out.with_suffix(".png")
+            request = StylizeRequest(
+                content=path, styles=styles, method=args.method, strength=args.strength,
+                preserve_color=args.preserve_color or False, size=args.size, style_size=args.style_size,
+                steps=args.steps, seed=args.seed, device=args.device, mixed_precision=not args.fp32,
+                progress=_log_progress if args.verbose else None,
+            )
+            result = stylizer.stylize(request)
+            if saving is not None:
+                saving.result()
+            saving = writer.submit(save_image, result.image, out)
+            log.info("%s -> %s (%s on %s, %.2fs)", path, out, result.method, result.device,
+                     result.timings["total"])
+        if saving is not None:
+            saving.result()
     return 0
 
 
