@@ -1,11 +1,29 @@
-"""Losses shared by Gatys optimisation and the feed-forward trainers."""
+"""Losses shared by Gatys optimisation and the feed-forward trainers.
+
+The single-term losses come first (content, Gram, AdaIN's mean/std, total variation); then
+:class:`PerceptualLoss`, the composite loss of the feed-forward preset nets.
+
+One frozen VGG-19 pass over the output gives the content feature (relu3_1 by default) and the style
+features (relu1_1..relu5_1). Every term is *relative*: the content term is divided by the content
+features' energy and each style layer's Gram error by its target Gram's energy, so the weights mean
+the same thing for every painting and every layer (raw Gram magnitudes differ by orders of
+magnitude between relu1_1 and relu5_1, and between a pale watercolour and a dark oil painting).
+A channel mean/std term (AdaIN's style loss) complements the Grams: it is what the brief's
+``style_gap`` measures and it converges faster than second moments.
+
+Several styles live in one :class:`PerceptualLoss` so a CIN batch can mix them: ``style_index``
+says which painting each sample is meant to look like.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from .features import gram, mean_std
+from .vgg import STYLE_LAYERS, VGG19
 
 
 def content_loss(feat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -29,3 +47,72 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     dx = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
     dy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
     return dx + dy
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the relative loss terms; the defaults were tuned on held-out photos (see README/report)."""
+
+    content: float = 1.0
+    style: float = 4.0
+    moments: float = 2.0
+    tv: float = 0.3
+    content_layer: str = "relu3_1"
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+
+
+class PerceptualLoss:
+    """Content + Gram + moment + TV loss against a fixed set of style images."""
+
+    def __init__(self, vgg: VGG19, styles: list[torch.Tensor], weights: LossWeights | None = None) -> None:
+        self.vgg, self.w = vgg, weights or LossWeights()
+        self.layers = tuple(self.w.style_layers)
+        grams: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
+        means: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
+        stds: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.layers}
+        with torch.no_grad():
+            for style in styles:
+                feats = vgg(style.float(), self.layers)
+                for layer in self.layers:
+                    grams[layer].append(gram(feats[layer])[0])
+                    m, s = mean_std(feats[layer])
+                    means[layer].append(m.flatten())
+                    stds[layer].append(s.flatten())
+        self.grams = {k: torch.stack(v) for k, v in grams.items()}  # (S, C, C)
+        self.gram_norm = {k: v.pow(2).mean(dim=(1, 2)) + 1e-8 for k, v in self.grams.items()}  # (S,)
+        self.means = {k: torch.stack(v) for k, v in means.items()}  # (S, C)
+        self.stds = {k: torch.stack(v) for k, v in stds.items()}
+        self.moment_norm = {k: (self.means[k].pow(2) + self.stds[k].pow(2)).mean(1) + 1e-8 for k in self.layers}
+
+    @property
+    def n_styles(self) -> int:
+        return next(iter(self.grams.values())).shape[0]
+
+    def __call__(self, output: torch.Tensor, content: torch.Tensor, style_index: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and its parts for a batch; ``style_index`` (B,) defaults to style 0 for all."""
+        if style_index is None:
+            style_index = torch.zeros(output.shape[0], dtype=torch.long, device=output.device)
+        cl = self.w.content_layer
+        with torch.no_grad():
+            target = self.vgg(content, [cl])[cl].float()
+        feats = self.vgg(output, (*self.layers, cl))
+        content_term = F.mse_loss(feats[cl].float(), target) / (target.pow(2).mean() + 1e-8)
+        style_term = output.new_zeros((), dtype=torch.float32)
+        moment_term = output.new_zeros((), dtype=torch.float32)
+        for layer in self.layers:
+            f = feats[layer]
+            g = gram(f)
+            err = (g - self.grams[layer][style_index]).pow(2).mean(dim=(1, 2)) / self.gram_norm[layer][style_index]
+            style_term = style_term + err.mean()
+            m, s = mean_std(f)
+            m_err = (m.flatten(1) - self.means[layer][style_index]).pow(2).mean(1)
+            s_err = (s.flatten(1) - self.stds[layer][style_index]).pow(2).mean(1)
+            moment_term = moment_term + ((m_err + s_err) / self.moment_norm[layer][style_index]).mean()
+        style_term = style_term / len(self.layers)
+        moment_term = moment_term / len(self.layers)
+        tv_term = tv_loss(output.float())
+        total = (self.w.content * content_term + self.w.style * style_term
+                 + self.w.moments * moment_term + self.w.tv * tv_term)
+        parts = {k: float(v.detach()) for k, v in
+                 (("content", content_term), ("style", style_term), ("moments", moment_term), ("tv", tv_term))}
+        return total, parts

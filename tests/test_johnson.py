@@ -10,8 +10,8 @@ import torch
 
 from stylizer.image import pil_to_tensor
 from stylizer.johnson import load_net
+from stylizer.losses import PerceptualLoss
 from stylizer.manifest import Manifest, sha256_file
-from stylizer.train.losses import PerceptualLoss
 from stylizer.train.preset import TrainConfig, _optimise, train_preset
 from stylizer.transformer import JOHNSON_ARCH, TransformerNet, UpsampleConv
 from stylizer.vgg import get_vgg

@@ -33,12 +33,12 @@ from .. import image as img
 from ..cin import BASE_SHA_KEY, DEFAULT_BASE, load_base
 from ..device import autocast, resolve_device
 from ..errors import Cancelled, StylizerError
+from ..losses import LossWeights, PerceptualLoss
 from ..manifest import WEIGHTS_DIR, Manifest, ModelEntry, Preset, save_tensors, sha256_file, write_preset_manifest
 from ..methods import Progress, ProgressFn
 from ..transformer import CIN_ARCH, JOHNSON_ARCH, TransformerNet
 from ..vgg import get_vgg
 from .data import ImageFolderDataset, infinite_batches
-from .losses import LossWeights, PerceptualLoss
 
 log = logging.getLogger(__name__)
 
