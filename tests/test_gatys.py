@@ -53,9 +53,10 @@ def test_settings_from_options_env_and_errors(monkeypatch, content_image, manife
     monkeypatch.setenv("STYLIZER_GATYS_OPTIMIZER", "adam")
     settings = GatysSettings.from_job(job)
     assert (settings.steps, settings.optimizer) == (17, "adam")
-    job.steps, job.options = 5, {"optimizer": "LBFGS", "style_weight": "3"}
+    job.steps, job.options = 5, {"optimizer": "LBFGS", "style_weight": "3", "fast_gram": "0"}
     settings = GatysSettings.from_job(job)
     assert (settings.steps, settings.optimizer, settings.style_weight) == (5, "lbfgs", 3.0)
+    assert not settings.fast_gram and GatysSettings().fast_gram
     for bad in ({"optimizer": "sgd"}, {"style_weight": "lots"}, {"init": "zeros"}, {"pooling": "min"},
                 {"coarse_fraction": 1.5}):
         job.options = bad
