@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--fp32", action="store_true", help="disable mixed precision")
+    p.add_argument("--opt", action="append", type=_option, default=[], metavar="KEY=VALUE",
+                   help="method option, repeatable (adain: engine=fast|vgg; gatys: optimizer=adam, scales=1, ...)")
 
     sub.add_parser("presets", help="list presets: name, method, source image, weights file")
 
@@ -87,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
             tp.set_defaults(unavailable=name)
             tp.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
+
+
+def _option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
 
 
 def _expand_inputs(paths: list[Path]) -> list[Path]:
@@ -136,7 +145,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
                 content=path, styles=styles, method=args.method, strength=args.strength,
                 preserve_color=args.preserve_color or False, size=args.size, style_size=args.style_size,
                 steps=args.steps, seed=args.seed, device=args.device, mixed_precision=not args.fp32,
-                progress=_log_progress if args.verbose else None,
+                progress=_log_progress if args.verbose else None, options=dict(args.opt),
             )
             result = stylizer.stylize(request)
             if saving is not None:
