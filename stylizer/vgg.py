@@ -27,6 +27,10 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 #: Convs per block of VGG-19.
 BLOCKS = (2, 2, 4, 4, 4)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: Mean activation of the style layers over the shared photos and paintings. The raw Caffe network's
+#: activations span ~20 (relu1_1) to ~550 (relu4_1); dividing by these gives every layer the balance
+#: the reference implementations' normalised VGG had, so trained losses and style codes weigh layers alike.
+LAYER_SCALE = {"relu1_1": 23.0, "relu2_1": 134.0, "relu3_1": 141.0, "relu4_1": 548.0, "relu5_1": 50.0}
 
 
 def layer_names() -> list[str]:

@@ -8,7 +8,7 @@ inverse decay ``lr / (1 + decay * step)``.
 
 Our VGG is the raw Caffe network, whose activations grow from ~20 (relu1_1) to ~550 (relu4_1) on
 average; the reference used a *normalised* VGG. Dividing each layer by its mean activation
-(:data:`LAYER_SCALE`, measured on the shared data) gives the layers the balance the paper's
+(:data:`~stylizer.vgg.LAYER_SCALE`, measured on the shared data) gives the layers the balance the paper's
 weights were tuned for, so relu1_1 (colours, fine texture) is not drowned by relu4_1.
 
 With only 37 paintings, strong style augmentation (:class:`~stylizer.train.data.StyleAugment`) keeps
@@ -34,13 +34,10 @@ from ..errors import StylizerError
 from ..features import adain, mean_std
 from ..losses import content_loss, mean_std_loss
 from ..manifest import save_tensors
-from ..vgg import get_vgg
+from ..vgg import LAYER_SCALE, get_vgg
 from .data import ImageFolderDataset, StyleAugment, infinite_batches
 
 log = logging.getLogger(__name__)
-
-#: Mean activation of each loss layer of our Caffe VGG-19 over the shared photos and paintings.
-LAYER_SCALE = {"relu1_1": 23.0, "relu2_1": 134.0, "relu3_1": 141.0, "relu4_1": 548.0}
 
 
 @dataclass
@@ -236,6 +233,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
+    fast = parser.add_argument_group("fast net (--net fast, stylizer/fast_adain.py)")
+    fast.add_argument("--net", choices=("vgg", "fast"), default="vgg",
+                      help="vgg: the paper's decoder (default); fast: the light style-predicting net")
+    fast.add_argument("--init-from", type=Path, default=None, help="CIN base .safetensors to start from")
+    fast.add_argument("--photo-styles", type=float, default=0.25, help="fraction of style samples that are photos")
+    fast.add_argument("--holdout-styles", type=int, default=0, help="keep every N-th painting out of training")
+    fast.add_argument("--tv-weight", type=float, default=1.0)
     parser.set_defaults(run=run)
 
 
@@ -245,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("stylizer").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = DecoderConfig(
+    common = dict(
         content_dir=args.content_dir, style_dir=args.style_dir, output=args.output, steps=args.steps,
         size=args.size, crop=args.crop, batch=args.batch, lr=args.lr, lr_decay=args.lr_decay,
         style_weight=args.style_weight, content_weight=args.content_weight, device=args.device,
@@ -253,5 +257,13 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, resume=args.resume, max_minutes=args.max_minutes,
         seed=args.seed, mixed_precision=not args.fp32, log_file=args.log_file,
     )
-    train_decoder(cfg)
+    if args.net == "fast":
+        from .fast_adain import FastConfig, train_fast
+
+        if not 0 <= args.photo_styles < 1:
+            raise StylizerError("--photo-styles must be in [0, 1)")
+        train_fast(FastConfig(**common, init_from=args.init_from, photo_styles=args.photo_styles,
+                              holdout_styles=args.holdout_styles, tv_weight=args.tv_weight))
+    else:
+        train_decoder(DecoderConfig(**common))
     return 0
