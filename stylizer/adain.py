@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -217,10 +217,10 @@ class AdaINMethod:
             while len(self._stats) > CACHE_SIZE:
                 self._stats.popitem(last=False)
 
-    def stats_for(self, style: StyleInput, vgg: VGG19, device: torch.device,
-                  mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """relu4_1 mean/std of one style ingredient (cached on the CPU by its key)."""
-        key = style.key
+    def _ingredient(self, style: StyleInput, key: str, from_preset: Callable[[dict[str, torch.Tensor]], tuple],
+                    from_image: Callable[[torch.Tensor], tuple]) -> tuple[torch.Tensor, ...]:
+        """Tensors describing one style ingredient, from its preset file or its picture, cached on the CPU
+        under ``key`` (empty: not cached). Both engines go through here; they differ only in what they read."""
         cached = self._cached(key) if key else None
         if cached is None:
             if style.preset is not None:
@@ -228,41 +228,40 @@ class AdaINMethod:
                     raise MethodError(f"preset {style.preset.name!r} is a {style.preset.method} preset, not adain")
                 tensors = load_tensors(style.preset.file, style.preset.sha256, f"preset {style.preset.name}")
                 try:
-                    mean, std = tensors["mean"].view(1, -1, 1, 1), tensors["std"].view(1, -1, 1, 1)
+                    found = from_preset(tensors)
                 except KeyError as exc:
-                    raise PresetError(f"preset {style.preset.name}: file lacks {exc}") from exc
+                    raise PresetError(f"preset {style.preset.name}: file lacks {exc} (made for another engine?)"
+                                      ) from exc
             elif style.image is not None:
-                with autocast(device, mixed_precision):
-                    mean, std = style_stats(vgg, _channels_last(style.image.to(device), device))
+                found = from_image(style.image)
             else:
                 raise MethodError("a style input needs an image or a preset")
-            cached = (mean.float().cpu(), std.float().cpu())
+            cached = tuple(t.float().cpu() for t in found)
             if key:
                 self._store(key, cached)
-        return cached[0].to(device), cached[1].to(device)
+        return cached
+
+    def stats_for(self, style: StyleInput, vgg: VGG19, device: torch.device,
+                  mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """relu4_1 mean/std of one style ingredient (cached by its key)."""
+        def from_image(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with autocast(device, mixed_precision):
+                return style_stats(vgg, _channels_last(image.to(device), device))
+
+        mean, std = self._ingredient(
+            style, style.key, lambda t: (t["mean"].view(1, -1, 1, 1), t["std"].view(1, -1, 1, 1)), from_image)
+        return mean.to(device), std.to(device)
 
     def code_for(self, style: StyleInput, vgg: VGG19, device: torch.device,
                  mixed_precision: bool = True) -> torch.Tensor:
         """Style code (1, CODE_DIM) of one style ingredient for the fast engine (cached by its key)."""
+        def from_image(image: torch.Tensor) -> tuple[torch.Tensor]:
+            with torch.inference_mode(), autocast(device, mixed_precision):
+                return (style_code(vgg, _channels_last(image.to(device), device)),)
+
         key = f"code:{style.key}" if style.key else ""
-        cached = self._cached(key) if key else None
-        if cached is None:
-            if style.preset is not None:
-                if style.preset.method != self.name:
-                    raise MethodError(f"preset {style.preset.name!r} is a {style.preset.method} preset, not adain")
-                tensors = load_tensors(style.preset.file, style.preset.sha256, f"preset {style.preset.name}")
-                if "code" not in tensors:
-                    raise PresetError(f"preset {style.preset.name}: made for the vgg engine only (no style code)")
-                code = tensors["code"].view(1, -1)
-            elif style.image is not None:
-                with torch.inference_mode(), autocast(device, mixed_precision):
-                    code = style_code(vgg, _channels_last(style.image.to(device), device))
-            else:
-                raise MethodError("a style input needs an image or a preset")
-            cached = (code.float().cpu(),)
-            if key:
-                self._store(key, cached)
-        return cached[0].to(device)
+        (code,) = self._ingredient(style, key, lambda t: (t["code"].view(1, -1),), from_image)
+        return code.to(device)
 
     # -- inference --------------------------------------------------------------------------------
     def stylize_batch(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float,
