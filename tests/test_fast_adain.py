@@ -5,12 +5,14 @@ CIN base stands in for the trained one, so these tests check the plumbing whatev
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from stylizer.adain import AdaINMethod, make_preset_file
+from stylizer.cin import read_metadata
 from stylizer.cli import main as cli_main
 from stylizer.errors import MethodError
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest
@@ -191,3 +193,16 @@ def test_train_fast_loss_decreases_and_resumes(tmp_path: Path, image_folder: Pat
     steps = [json.loads(line)["step"] for line in log_file.read_text().splitlines()]
     assert steps[-2:] == [17, 18]  # continued after step 16
     assert torch.load(ckpt, weights_only=True)["step"] == 18
+
+
+def test_distillation_pulls_the_net_towards_the_teacher(tmp_path: Path, image_folder: Path, caplog) -> None:
+    """``--teacher-weight``: the committed VGG engine stylizes each batch and the net learns to match it."""
+    out = tmp_path / "fast.safetensors"
+    with caplog.at_level("INFO", logger="stylizer.train.fast_adain"):
+        assert _train_fast(image_folder, out, 12, "--log-every", "4", "--teacher-weight", "20",
+                           "--style-weight", "0") == 0
+    distill = [float(m.group(1)) for r in caplog.records
+               if (m := re.match(r"step \d+  distillation ([\d.]+)$", r.getMessage()))]
+    assert len(distill) == 3 and distill[-1] < 0.9 * distill[0]
+    FastAdaIN().load_state_dict(load_tensors(out))  # a usable net
+    assert read_metadata(out, "fast net")["teacher_weight"] == "20.0"

@@ -25,6 +25,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
@@ -91,14 +92,20 @@ def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor,
     return loss_c, loss_s  # type: ignore[return-value]
 
 
-def _log_window(cfg: DecoderConfig, window: list[torch.Tensor], step: int, lr: float, seconds: float) -> StepLog:
-    """Average the losses since the last report (one GPU sync per report, not per step)."""
+def report_window(cfg: DecoderConfig, window: list[torch.Tensor], step: int, lr: float, seconds: float,
+                  history: list[StepLog], log_fh: TextIO | None) -> StepLog:
+    """Average the losses since the last report (one GPU sync per report, not per step), log them, append
+    them to ``history`` and to the JSON-lines ``log_fh``. Shared by both AdaIN trainers."""
     c, s = (float(v) for v in torch.stack(window).mean(0))
     window.clear()
     if not (math.isfinite(c) and math.isfinite(s)):
         raise StylizerError(f"training diverged before step {step} (content {c}, style {s})")
     entry = StepLog(step, cfg.content_weight * c + cfg.style_weight * s, c, s, lr, seconds)
     log.info("step %d  loss %.4f  content %.4f  style %.4f  lr %.2e  %.0fs", step, entry.loss, c, s, lr, seconds)
+    history.append(entry)
+    if log_fh:
+        log_fh.write(json.dumps(asdict(entry)) + "\n")
+        log_fh.flush()
     return entry
 
 
@@ -155,11 +162,7 @@ def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
             window.append(torch.stack([loss_c.detach(), loss_s.detach()]).float())  # no GPU sync per step
             out_of_time = time.perf_counter() > deadline
             if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
-                entry = _log_window(cfg, window, step, lr, time.perf_counter() - start)
-                history.append(entry)
-                if log_fh:
-                    log_fh.write(json.dumps(asdict(entry)) + "\n")
-                    log_fh.flush()
+                report_window(cfg, window, step, lr, time.perf_counter() - start, history, log_fh)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 _save_checkpoint(checkpoint, decoder, optimizer, step, cfg)
             if out_of_time:
@@ -240,6 +243,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fast.add_argument("--photo-styles", type=float, default=0.25, help="fraction of style samples that are photos")
     fast.add_argument("--holdout-styles", type=int, default=0, help="keep every N-th painting out of training")
     fast.add_argument("--tv-weight", type=float, default=1.0)
+    fast.add_argument("--teacher-weight", type=float, default=0.0,
+                      help="distil from the paper's engine: weight of the feature loss to its output (0: off)")
+    fast.add_argument("--teacher", type=Path, default=None, help="teacher decoder file (default: the manifest's)")
     parser.set_defaults(run=run)
 
 
@@ -263,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.photo_styles < 1:
             raise StylizerError("--photo-styles must be in [0, 1)")
         train_fast(FastConfig(**common, init_from=args.init_from, photo_styles=args.photo_styles,
-                              holdout_styles=args.holdout_styles, tv_weight=args.tv_weight))
+                              holdout_styles=args.holdout_styles, tv_weight=args.tv_weight,
+                              teacher_weight=args.teacher_weight, teacher=args.teacher))
     else:
         train_decoder(DecoderConfig(**common))
     return 0

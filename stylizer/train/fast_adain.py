@@ -10,33 +10,36 @@ predictor (style code -> norm parameters) and the transformer's convolutions.
   has to learn which statistics call for which ``(gamma, beta)``.
 * A fraction of the style samples (``--photo-styles``) are augmented *photos*: the predictor then
   sees far more kinds of statistics than 37 paintings give, which is what arbitrary style needs.
+* ``--teacher-weight W`` adds distillation: the paper's engine (VGG-19 + the trained decoder) stylizes
+  the same batch and the net's VGG features at relu2_1..relu4_1 are pulled towards the teacher's. That
+  is a dense per-pixel signal ("this is what the picture should look like") where the style loss only
+  says which statistics to hit, so a short (CPU) run learns much more per step.
 * ``--holdout-styles N`` keeps every N-th painting out of training so unseen-style quality can be
   measured honestly (bench/adain.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..adain import ENCODER_LAYER
+from ..adain import ENCODER_LAYER, Decoder, load_decoder
 from ..device import autocast, resolve_device
 from ..errors import StylizerError
 from ..fast_adain import CODE_LAYERS, FastAdaIN, code_from_features, save_fast
 from ..features import adain, mean_std
 from ..image import list_images
 from ..losses import content_loss, mean_std_loss, tv_loss
-from ..manifest import load_tensors
+from ..manifest import Manifest, load_tensors
 from ..transformer import CIN_ARCH, Arch
 from ..vgg import LAYER_SCALE, get_vgg
 from .data import ImageFolderDataset, StyleAugment, infinite_batches
-from .decoder import DecoderConfig, StepLog
+from .decoder import DecoderConfig, StepLog, report_window
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,12 @@ class FastConfig(DecoderConfig):
     holdout_styles: int = 0  # every N-th painting (sorted) is kept out of training; 0 keeps all
     tv_weight: float = 1.0
     head_lr_scale: float = 5.0  # the predictor learns faster than the (pre-trained) convolutions
+    teacher_weight: float = 0.0  # weight of the distillation loss to the paper's engine (0: off)
+    teacher: Path | None = None  # decoder file of the teacher (None: the manifest's adain_decoder)
+
+
+#: Layers at which the net's features are pulled towards the teacher's (distillation).
+TEACHER_LAYERS = ("relu2_1", "relu3_1", "relu4_1")
 
 
 def holdout_split(style_dir: Path, every: int) -> tuple[list[Path], list[Path]]:
@@ -59,21 +68,28 @@ def holdout_split(style_dir: Path, every: int) -> tuple[list[Path], list[Path]]:
     return [p for p in paths if p not in held], held
 
 
-def fast_losses(vgg, model: FastAdaIN, content: torch.Tensor, style: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(content, style, tv) losses of one batch; features divided by LAYER_SCALE as for the decoder."""
+def fast_losses(vgg, model: FastAdaIN, content: torch.Tensor, style: torch.Tensor,
+                teacher: Decoder | None = None) -> dict[str, torch.Tensor]:
+    """Losses of one batch (``content``, ``style``, ``tv`` and, with a teacher decoder, ``teacher``);
+    features divided by LAYER_SCALE as for the decoder."""
     with torch.no_grad():
         f_c = vgg(content, [ENCODER_LAYER])[ENCODER_LAYER]
         f_s = vgg(style, CODE_LAYERS)
         code = code_from_features(f_s)
         targets = {k: mean_std(v / LAYER_SCALE[k]) for k, v in f_s.items()}
         t = adain(f_c, *mean_std(f_s[ENCODER_LAYER]))
+        f_t = vgg(teacher(t).clamp(0, 1), TEACHER_LAYERS) if teacher is not None else None
     out = model(content, code)
     f_o = vgg(out, CODE_LAYERS)
     scale = LAYER_SCALE[ENCODER_LAYER]
-    loss_c = content_loss(f_o[ENCODER_LAYER] / scale, t / scale)
-    loss_s = sum(mean_std_loss(f_o[k] / LAYER_SCALE[k], *targets[k]) for k in CODE_LAYERS)
-    return loss_c, loss_s, tv_loss(out.float())  # type: ignore[return-value]
+    losses = {
+        "content": content_loss(f_o[ENCODER_LAYER] / scale, t / scale),
+        "style": sum(mean_std_loss(f_o[k] / LAYER_SCALE[k], *targets[k]) for k in CODE_LAYERS),
+        "tv": tv_loss(out.float()),
+    }
+    if f_t is not None:
+        losses["teacher"] = sum(content_loss(f_o[k] / LAYER_SCALE[k], f_t[k] / LAYER_SCALE[k]) for k in TEACHER_LAYERS)
+    return losses  # type: ignore[return-value]
 
 
 def init_from_cin(model: FastAdaIN, path: Path) -> None:
@@ -105,6 +121,10 @@ def train_fast(cfg: FastConfig) -> list[StepLog]:
     if cfg.init_from is not None:
         init_from_cin(model, Path(cfg.init_from))
     model = model.to(memory_format=memory_format).train()
+    teacher = None
+    if cfg.teacher_weight > 0:
+        teacher = (_teacher_decoder(cfg.teacher) if cfg.teacher else load_decoder(Manifest.default(), device))
+        teacher = teacher.to(device, memory_format=memory_format)
     optimizer = torch.optim.Adam([
         {"params": model.net.parameters(), "lr_scale": 1.0},
         {"params": model.predictor.parameters(), "lr_scale": cfg.head_lr_scale},
@@ -132,6 +152,7 @@ def train_fast(cfg: FastConfig) -> list[StepLog]:
 
     history: list[StepLog] = []
     window: list[torch.Tensor] = []
+    teacher_window: list[torch.Tensor] = []
     log_fh = open(cfg.log_file, "a", encoding="utf-8") if cfg.log_file else None  # noqa: SIM115
     start = time.perf_counter()
     deadline = start + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
@@ -146,27 +167,24 @@ def train_fast(cfg: FastConfig) -> list[StepLog]:
                 style = torch.cat([style, next(photo_batches)])
             style = style.contiguous(memory_format=memory_format)
             with autocast(device, cfg.mixed_precision):
-                loss_c, loss_s, loss_tv = fast_losses(vgg, model, content, style)
-            loss = cfg.content_weight * loss_c + cfg.style_weight * loss_s + cfg.tv_weight * loss_tv
+                losses = fast_losses(vgg, model, content, style, teacher)
+            loss_c, loss_s = losses["content"], losses["style"]
+            loss = cfg.content_weight * loss_c + cfg.style_weight * loss_s + cfg.tv_weight * losses["tv"]
+            if teacher is not None:
+                loss = loss + cfg.teacher_weight * losses["teacher"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
             window.append(torch.stack([loss_c.detach(), loss_s.detach()]).float())
+            if teacher is not None:
+                teacher_window.append(losses["teacher"].detach().float())
             out_of_time = time.perf_counter() > deadline
             if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
-                c, s = (float(v) for v in torch.stack(window).mean(0))
-                window.clear()
-                if not (math.isfinite(c) and math.isfinite(s)):
-                    raise StylizerError(f"training diverged before step {step} (content {c}, style {s})")
-                entry = StepLog(step, cfg.content_weight * c + cfg.style_weight * s, c, s, lr,
-                                time.perf_counter() - start)
-                log.info("step %d  loss %.4f  content %.4f  style %.4f  lr %.2e  %.0fs",
-                         step, entry.loss, c, s, lr, entry.seconds)
-                history.append(entry)
-                if log_fh:
-                    log_fh.write(json.dumps(asdict(entry)) + "\n")
-                    log_fh.flush()
+                report_window(cfg, window, step, lr, time.perf_counter() - start, history, log_fh)
+                if teacher_window:
+                    log.info("step %d  distillation %.4f", step, float(torch.stack(teacher_window).mean()))
+                    teacher_window.clear()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 _save_checkpoint(checkpoint, model, optimizer, step)
                 save_fast(model, cfg.output, _metadata(cfg, step, start, device, history, held))
@@ -189,11 +207,17 @@ def _metadata(cfg: FastConfig, step: int, start: float, device: torch.device, hi
         "steps": str(step), "crop": str(cfg.crop), "batch": str(cfg.batch), "style_weight": str(cfg.style_weight),
         "lr": str(cfg.lr), "device": str(device), "minutes": f"{(time.perf_counter() - start) / 60:.1f}",
         "photo_styles": str(cfg.photo_styles), "held_out_styles": ",".join(p.name for p in held),
-        "init_from": Path(cfg.init_from).name if cfg.init_from else "",
+        "init_from": Path(cfg.init_from).name if cfg.init_from else "", "teacher_weight": str(cfg.teacher_weight),
     }
     if history:
         meta.update(final_content_loss=f"{history[-1].content:.4f}", final_style_loss=f"{history[-1].style:.4f}")
     return meta
+
+
+def _teacher_decoder(path: Path) -> Decoder:
+    decoder = Decoder()
+    decoder.load_state_dict(load_tensors(Path(path), what=f"teacher decoder {path}"))
+    return decoder.requires_grad_(False).eval()
 
 
 def _save_checkpoint(path: Path, model: FastAdaIN, optimizer: torch.optim.Optimizer, step: int) -> None:
