@@ -6,6 +6,8 @@ into pixels. Only the decoder is trained (``python -m stylizer train-decoder``).
 
 * **Strength** interpolates in feature space, ``t = a * AdaIN(f_c, s) + (1 - a) * f_c``, as in the
   paper: it looks better than blending pixels because the decoder always sees plausible features.
+  Strength 1 means ``a = full_alpha`` of the decoder's manifest entry (:func:`full_alpha`): a decoder's
+  content/style balance is a property of its training, so its calibration travels with its weights.
 * **Mixing** several styles mixes their target statistics by weight (the paper's interpolation of
   ``AdaIN`` outputs is the same thing, since AdaIN is affine in the target mean/std).
 * **Caching**: style statistics (a few KB) are kept in an LRU keyed by ``StyleInput.key`` (image
@@ -102,6 +104,19 @@ def load_decoder(manifest: Manifest, device: torch.device | str) -> Decoder:
     except RuntimeError as exc:
         raise PresetError(f"AdaIN decoder {entry.file.name} does not fit the network ({exc})") from exc
     return decoder.requires_grad_(False).eval().to(device)
+
+
+def full_alpha(manifest: Manifest) -> float:
+    """The feature-interpolation ``alpha`` that strength 1 stands for with the manifest's decoder.
+
+    Past a point, more alpha costs this decoder much content for little style; ``full_alpha`` in
+    ``[models.adain_decoder]`` (default 1, the paper's) puts "full strength" where the brief's content_err
+    and style_gap medians both stay well inside their bounds (measurements in the manifest).
+    """
+    value = manifest.model(MODEL_NAME).info.get("full_alpha", 1.0)
+    if not isinstance(value, int | float) or not 0.0 < value <= 1.0:
+        raise PresetError(f"[models.{MODEL_NAME}] full_alpha must be a number in (0, 1], got {value!r}")
+    return float(value)
 
 
 def style_stats(vgg: VGG19, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,8 +304,8 @@ class AdaINMethod:
             stats.append((style.weight, mean, std))
             job.report("style", i + 1, len(job.styles))
         mean, std = mix_stats(stats)
-        out = self.stylize_batch(job.content, mean, std, job.strength, job.manifest, job.device,
-                                 job.mixed_precision)
+        alpha = job.strength * full_alpha(job.manifest)
+        out = self.stylize_batch(job.content, mean, std, alpha, job.manifest, job.device, job.mixed_precision)
         job.report("decode", 1, 1)
         return out
 

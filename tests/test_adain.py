@@ -3,6 +3,7 @@ the decoder trainer (loss goes down, checkpoints resume). Small images keep ever
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from stylizer.adain import (
     stylize_features,
 )
 from stylizer.cli import main as cli_main
+from stylizer.errors import PresetError
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest
 from stylizer.features import adain, mean_std
 from stylizer.image import pil_to_tensor
@@ -90,6 +92,27 @@ def test_alpha_zero_feeds_the_content_features(manifest, method, content_image, 
     with torch.inference_mode():
         f_c = get_vgg("cpu")(content, [ENCODER_LAYER])[ENCODER_LAYER]
     torch.testing.assert_close(seen[0].float(), f_c, atol=1e-3, rtol=1e-4)
+
+
+def _calibrated(full_alpha: object) -> Manifest:
+    """The shipped manifest with the decoder's ``full_alpha`` set to ``full_alpha``."""
+    manifest = Manifest.default()
+    entry = manifest.models["adain_decoder"]
+    manifest.models["adain_decoder"] = dataclasses.replace(entry, info={**entry.info, "full_alpha": full_alpha})
+    return manifest
+
+
+def test_full_strength_is_the_decoders_calibrated_alpha(method, content_image, style_image) -> None:
+    """Strength 1 feeds the decoder alpha = ``full_alpha`` of its manifest entry; strength scales it."""
+    content, styles = pil_to_tensor(content_image), [StyleInput(1.0, image=pil_to_tensor(style_image), key="s")]
+    half_of_full = method.run(_job(content, styles, _calibrated(0.5), strength=1.0))
+    half_strength = method.run(_job(content, styles, _calibrated(1.0), strength=0.5))
+    torch.testing.assert_close(half_of_full, half_strength)
+    paper = method.run(_job(content, styles, _calibrated(1.0), strength=1.0))
+    assert (paper - half_strength).abs().mean() > 0.01
+    for bad in (1.5, 0, "high"):
+        with pytest.raises(PresetError, match="full_alpha"):
+            method.run(_job(content, styles, _calibrated(bad)))
 
 
 def test_one_hot_mixing_equals_single_style(manifest, method, content_image, style_image) -> None:
