@@ -134,10 +134,18 @@ def quality_peer(n_content: int, n_style: int, size: int, keep: Path | None) -> 
     return _median_metrics(rows)
 
 
-def folder_timing(n: int, size: int, engine: str) -> dict:
+def folder_timing(n: int, size: int, engine: str, overrides: dict[str, Path]) -> dict:
+    """CLI wall time on a folder, ours then the peer's; ``overrides`` (model name -> file, from ``--decoder`` /
+    ``--fast``) reach the CLI as an extra manifest (``STYLIZER_EXTRA_MANIFESTS``)."""
     contents, styles = _pairs(n, 1)
     style = styles[0]
     with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ)
+        if overrides:
+            extra = Path(tmp) / "manifest.toml"
+            extra.write_text("".join(f'[models.{name}]\nfile = "{path.resolve()}"\n'
+                                     for name, path in overrides.items()))
+            env["STYLIZER_EXTRA_MANIFESTS"] = str(extra)
         folder = Path(tmp) / "in"
         folder.mkdir()
         for c in contents:
@@ -145,7 +153,7 @@ def folder_timing(n: int, size: int, engine: str) -> dict:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "stylizer", "stylize", str(folder), "--style", str(style),
                         "--method", "adain", "--size", str(size), "--device", "cpu", "-o", str(Path(tmp) / "ours"),
-                        "--opt", f"engine={engine}"], check=True, cwd=ROOT)
+                        "--opt", f"engine={engine}"], check=True, cwd=ROOT, env=env)
         ours = time.perf_counter() - t0
         t0 = time.perf_counter()
         subprocess.run([PEER, "stylize", str(folder), "--style-image", str(style), "--max-size", str(size),
@@ -201,7 +209,8 @@ def main() -> None:
         result.setdefault("quality", {"size": args.size})["peer"] = quality_peer(args.contents, args.styles,
                                                                                  args.size, args.keep)
     if "folder" in sections:
-        result["folder"] = [folder_timing(args.folder_images, args.size, engine) for engine in engines]
+        overrides = {name: path for name, path in (("adain_decoder", args.decoder), ("adain_fast", args.fast)) if path}
+        result["folder"] = [folder_timing(args.folder_images, args.size, engine, overrides) for engine in engines]
     print(json.dumps(result, indent=2))
 
 
