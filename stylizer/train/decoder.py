@@ -92,6 +92,18 @@ def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor,
     return loss_c, loss_s  # type: ignore[return-value]
 
 
+def start_or_resume(cfg, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+                    key: str = "decoder") -> tuple[Path, int]:
+    """(checkpoint path, first step): ``cfg.checkpoint`` or OUTPUT.ckpt, and the step ``cfg.resume`` reached
+    (the checkpoint keeps the net's weights under ``key``)."""
+    checkpoint = cfg.checkpoint or cfg.output.with_suffix(cfg.output.suffix + ".ckpt")
+    step = 0
+    if cfg.resume is not None:
+        step = _load_checkpoint(cfg.resume, model, optimizer, device, key)
+        log.info("resumed from %s at step %d", cfg.resume, step)
+    return checkpoint, step
+
+
 def report_window(cfg: DecoderConfig, window: list[torch.Tensor], step: int, lr: float, seconds: float,
                   history: list[StepLog], log_fh: TextIO | None) -> StepLog:
     """Average the losses since the last report (one GPU sync per report, not per step), log them, append
@@ -124,11 +136,7 @@ def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
     vgg = get_vgg(device).to(memory_format=memory_format)
     decoder = Decoder().to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
-    checkpoint = cfg.checkpoint or cfg.output.with_suffix(cfg.output.suffix + ".ckpt")
-    step = 0
-    if cfg.resume is not None:
-        step = _load_checkpoint(cfg.resume, decoder, optimizer, device)
-        log.info("resumed from %s at step %d", cfg.resume, step)
+    checkpoint, step = start_or_resume(cfg, decoder, optimizer, device)
 
     contents = ImageFolderDataset(cfg.content_dir, crop=cfg.crop, size=cfg.size)
     styles = ImageFolderDataset(cfg.style_dir, crop=cfg.crop, augment=StyleAugment(cfg.crop))
@@ -199,15 +207,15 @@ def _save_checkpoint(path: Path, decoder: Decoder, optimizer: torch.optim.Optimi
     tmp.replace(path)
 
 
-def _load_checkpoint(path: Path, decoder: Decoder, optimizer: torch.optim.Optimizer,
-                     device: torch.device) -> int:
+def _load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     device: torch.device, key: str = "decoder") -> int:
     if not Path(path).is_file():
         raise StylizerError(f"checkpoint {path} not found")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-        decoder.load_state_dict(state["decoder"])
+        model.load_state_dict(state[key])
         optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, KeyError, OSError) as exc:
+    except (RuntimeError, KeyError, OSError, ValueError) as exc:
         raise StylizerError(f"checkpoint {path} is unusable ({exc})") from exc
     return int(state["step"])
 

@@ -39,7 +39,7 @@ from ..manifest import Manifest, load_tensors
 from ..transformer import CIN_ARCH, Arch
 from ..vgg import LAYER_SCALE, get_vgg
 from .data import ImageFolderDataset, StyleAugment, infinite_batches
-from .decoder import DecoderConfig, StepLog, report_window
+from .decoder import DecoderConfig, StepLog, report_window, start_or_resume
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +129,7 @@ def train_fast(cfg: FastConfig) -> list[StepLog]:
         {"params": model.net.parameters(), "lr_scale": 1.0},
         {"params": model.predictor.parameters(), "lr_scale": cfg.head_lr_scale},
     ], lr=cfg.lr)
-    checkpoint = cfg.checkpoint or cfg.output.with_suffix(cfg.output.suffix + ".ckpt")
-    step = 0
-    if cfg.resume is not None:
-        step = _load_checkpoint(cfg.resume, model, optimizer, device)
-        log.info("resumed from %s at step %d", cfg.resume, step)
+    checkpoint, step = start_or_resume(cfg, model, optimizer, device, key="model")
 
     contents = ImageFolderDataset(cfg.content_dir, crop=cfg.crop, size=cfg.size)
     paintings = ImageFolderDataset(cfg.style_dir, crop=cfg.crop, augment=StyleAugment(cfg.crop))
@@ -225,15 +221,3 @@ def _save_checkpoint(path: Path, model: FastAdaIN, optimizer: torch.optim.Optimi
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
     tmp.replace(path)
-
-
-def _load_checkpoint(path: Path, model: FastAdaIN, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
-    if not Path(path).is_file():
-        raise StylizerError(f"checkpoint {path} not found")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, KeyError, OSError, ValueError) as exc:
-        raise StylizerError(f"checkpoint {path} is unusable ({exc})") from exc
-    return int(state["step"])
