@@ -97,12 +97,18 @@ def encoder(device: torch.device | str) -> nn.Sequential:
 def load_decoder(manifest: Manifest, device: torch.device | str) -> Decoder:
     """The trained decoder from the manifest's ``[models.adain_decoder]``, verified by sha256."""
     entry = manifest.model(MODEL_NAME)
-    state = load_tensors(entry.file, entry.sha256, "AdaIN decoder")
+    return load_decoder_file(entry.file, device, entry.sha256)
+
+
+def load_decoder_file(path: Path, device: torch.device | str, sha256: str = "",
+                      what: str = "AdaIN decoder") -> Decoder:
+    """A frozen decoder from a safetensors file (hash checked when given); a file for another network
+    raises PresetError."""
     decoder = Decoder()
     try:
-        decoder.load_state_dict(state)
+        decoder.load_state_dict(load_tensors(Path(path), sha256, what))
     except RuntimeError as exc:
-        raise PresetError(f"AdaIN decoder {entry.file.name} does not fit the network ({exc})") from exc
+        raise PresetError(f"{what} {Path(path).name} does not fit the network ({exc})") from exc
     return decoder.requires_grad_(False).eval().to(device)
 
 

@@ -172,7 +172,7 @@ def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
             if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
                 report_window(cfg, window, step, lr, time.perf_counter() - start, history, log_fh)
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                _save_checkpoint(checkpoint, decoder, optimizer, step, cfg)
+                save_checkpoint(checkpoint, decoder, optimizer, step, cfg=cfg)
             if out_of_time:
                 log.info("time limit of %.1f min reached at step %d", cfg.max_minutes, step)
                 break
@@ -181,7 +181,7 @@ def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
             log_fh.close()
     minutes = (time.perf_counter() - start) / 60
     if cfg.checkpoint_every:
-        _save_checkpoint(checkpoint, decoder, optimizer, step, cfg)
+        save_checkpoint(checkpoint, decoder, optimizer, step, cfg=cfg)
     metadata = {
         "steps": str(step), "size": str(cfg.size), "crop": str(cfg.crop), "batch": str(cfg.batch),
         "style_weight": str(cfg.style_weight), "lr": str(cfg.lr), "device": str(device),
@@ -197,13 +197,16 @@ def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
     return history
 
 
-def _save_checkpoint(path: Path, decoder: Decoder, optimizer: torch.optim.Optimizer, step: int,
-                     cfg: DecoderConfig) -> None:
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                    key: str = "decoder", cfg: DecoderConfig | None = None) -> None:
+    """Write the net (under ``key``), optimizer and step atomically (tmp + rename), plus ``cfg`` when given;
+    :func:`start_or_resume` reads it back. Shared by both AdaIN trainers."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    torch.save({"decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "config": config}, tmp)
+    state = {key: model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+    if cfg is not None:
+        state["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    torch.save(state, tmp)
     tmp.replace(path)
 
 

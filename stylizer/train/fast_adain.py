@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from ..adain import ENCODER_LAYER, Decoder, load_decoder
+from ..adain import ENCODER_LAYER, Decoder, load_decoder, load_decoder_file
 from ..device import autocast, resolve_device
 from ..errors import StylizerError
 from ..fast_adain import CODE_LAYERS, FastAdaIN, code_from_features, save_fast
@@ -39,7 +39,7 @@ from ..manifest import Manifest, load_tensors
 from ..transformer import CIN_ARCH, Arch
 from ..vgg import LAYER_SCALE, get_vgg
 from .data import ImageFolderDataset, StyleAugment, infinite_batches
-from .decoder import DecoderConfig, StepLog, report_window, start_or_resume
+from .decoder import DecoderConfig, StepLog, report_window, save_checkpoint, start_or_resume
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,8 @@ def train_fast(cfg: FastConfig) -> list[StepLog]:
     model = model.to(memory_format=memory_format).train()
     teacher = None
     if cfg.teacher_weight > 0:
-        teacher = (_teacher_decoder(cfg.teacher) if cfg.teacher else load_decoder(Manifest.default(), device))
-        teacher = teacher.to(device, memory_format=memory_format)
+        teacher = (load_decoder_file(cfg.teacher, device, what="teacher decoder") if cfg.teacher
+                   else load_decoder(Manifest.default(), device)).to(memory_format=memory_format)
     optimizer = torch.optim.Adam([
         {"params": model.net.parameters(), "lr_scale": 1.0},
         {"params": model.predictor.parameters(), "lr_scale": cfg.head_lr_scale},
@@ -182,7 +182,7 @@ def train_fast(cfg: FastConfig) -> list[StepLog]:
                     log.info("step %d  distillation %.4f", step, float(torch.stack(teacher_window).mean()))
                     teacher_window.clear()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                _save_checkpoint(checkpoint, model, optimizer, step)
+                save_checkpoint(checkpoint, model, optimizer, step, key="model")
                 save_fast(model, cfg.output, _metadata(cfg, step, start, device, history, held))
             if out_of_time:
                 log.info("time limit of %.1f min reached at step %d", cfg.max_minutes, step)
@@ -191,7 +191,7 @@ def train_fast(cfg: FastConfig) -> list[StepLog]:
         if log_fh:
             log_fh.close()
     if cfg.checkpoint_every:
-        _save_checkpoint(checkpoint, model, optimizer, step)
+        save_checkpoint(checkpoint, model, optimizer, step, key="model")
     sha = save_fast(model, cfg.output, _metadata(cfg, step, start, device, history, held))
     log.info("saved fast AdaIN net to %s (sha256 %s) after %d steps", cfg.output, sha, step)
     return history
@@ -208,16 +208,3 @@ def _metadata(cfg: FastConfig, step: int, start: float, device: torch.device, hi
     if history:
         meta.update(final_content_loss=f"{history[-1].content:.4f}", final_style_loss=f"{history[-1].style:.4f}")
     return meta
-
-
-def _teacher_decoder(path: Path) -> Decoder:
-    decoder = Decoder()
-    decoder.load_state_dict(load_tensors(Path(path), what=f"teacher decoder {path}"))
-    return decoder.requires_grad_(False).eval()
-
-
-def _save_checkpoint(path: Path, model: FastAdaIN, optimizer: torch.optim.Optimizer, step: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
-    tmp.replace(path)
