@@ -13,10 +13,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import StylizerError
-from .facade import StyleRef, Stylizer, StylizeRequest
-from .image import IMAGE_EXTENSIONS, list_images, save_image
+from .facade import DEFAULT_SIZE, StyleRef, Stylizer, StylizeRequest
+from .image import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_video_file, list_media, save_image
 
 log = logging.getLogger("stylizer")
+#: Clips keep their own size up to this long side unless --size says otherwise.
+VIDEO_SIZE = 720
 
 #: Training subcommands live in their own modules (imported only when used): name -> "module:function".
 TRAINERS = {
@@ -67,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-weights", nargs="+", type=_weight, metavar="W", help="weights for --style images")
     p.add_argument("--method", help="adain | cin | johnson | gatys (default: the preset's, else adain)")
     p.add_argument("--strength", type=_strength, default=1.0, help="0..1, how much style (default 1)")
-    p.add_argument("--size", type=int, default=512, help="long side of the output in px (default 512)")
+    p.add_argument("--size", type=int, default=None,
+                   help=f"long side of the output in px (default {DEFAULT_SIZE}; clips: own size up to {VIDEO_SIZE})")
     p.add_argument("--style-size", type=int, default=None, help="long side style images are resized to")
     p.add_argument("--preserve-color", nargs="?", const="luminance", default=None,
                    choices=["luminance", "histogram"], help="keep the content colours (default: luminance)")
@@ -75,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--fp32", action="store_true", help="disable mixed precision")
+    p.add_argument("--no-coherence", action="store_true",
+                   help="clips: stylize every frame on its own (flickers; for comparison)")
     p.add_argument("--opt", action="append", type=_option, default=[], metavar="KEY=VALUE",
                    help="method option, repeatable (adain: engine=fast|vgg; gatys: optimizer=adam, scales=1, ...)")
 
@@ -102,9 +107,10 @@ def _expand_inputs(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = list_images(path)
+            found = list_media(path)
             if not found:
-                raise UsageError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+                kinds = ", ".join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+                raise UsageError(f"{path}: folder holds no images or clips ({kinds})")
             files.extend(found)
         else:
             files.append(path)
@@ -129,7 +135,7 @@ def _styles(args: argparse.Namespace) -> list[StyleRef]:
 def cmd_stylize(args: argparse.Namespace) -> int:
     inputs = _expand_inputs(args.content)
     many = len(inputs) > 1 or any(p.is_dir() for p in args.content)
-    if many and args.output.suffix.lower() in IMAGE_EXTENSIONS:
+    if many and args.output.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
         raise UsageError(f"{len(inputs)} inputs need an output folder, not the file {args.output}")
     styles = _styles(args)
     stylizer = Stylizer()
@@ -138,15 +144,21 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=1) as writer:
         saving: Future | None = None
         for path in inputs:
-            out = args.output / f"{path.stem}.png" if many else args.output
+            clip = is_video_file(path)
+            suffix = (".gif" if path.suffix.lower() == ".gif" else ".mp4") if clip else ".png"
+            out = args.output / f"{path.stem}{suffix}" if many else args.output
             if not many and not out.suffix:
-                out = out.with_suffix(".png")
+                out = out.with_suffix(suffix)
             request = StylizeRequest(
                 content=path, styles=styles, method=args.method, strength=args.strength,
-                preserve_color=args.preserve_color or False, size=args.size, style_size=args.style_size,
-                steps=args.steps, seed=args.seed, device=args.device, mixed_precision=not args.fp32,
-                progress=_log_progress if args.verbose else None, options=dict(args.opt),
+                preserve_color=args.preserve_color or False, size=args.size or (None if clip else DEFAULT_SIZE),
+                style_size=args.style_size, steps=args.steps, seed=args.seed, device=args.device,
+                mixed_precision=not args.fp32, progress=_log_progress if args.verbose else None,
+                options=dict(args.opt),
             )
+            if clip:
+                _stylize_clip(stylizer, request, path, out, args)
+                continue
             result = stylizer.stylize(request)
             if saving is not None:
                 saving.result()
@@ -156,6 +168,19 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         if saving is not None:
             saving.result()
     return 0
+
+
+def _stylize_clip(stylizer: Stylizer, request: StylizeRequest, path: Path, out: Path,
+                  args: argparse.Namespace) -> None:
+    if out.suffix.lower() in IMAGE_EXTENSIONS - {".gif"}:
+        raise UsageError(f"{path} is a clip: write it to an .mp4 or .gif, not {out.name}")
+    if request.size is None:  # the clip's own size, at most VIDEO_SIZE (a phone's 4K would take minutes)
+        from .video import probe
+
+        request.size = min(VIDEO_SIZE, max(probe(path).size))
+    result = stylizer.stylize_video(request, out, coherent=not args.no_coherence)
+    log.info("%s -> %s (%d frames, %s fps, %s on %s, %.1fs)", path, out, result.info.frames, result.info.fps,
+             result.method, result.device, result.timings["total"])
 
 
 def _log_progress(progress) -> None:

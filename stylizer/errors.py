@@ -13,6 +13,10 @@ class ImageError(StylizerError):
     """The input is not a usable image (corrupt, unsupported, too big, too small)."""
 
 
+class VideoError(ImageError):
+    """The input is not a usable video or animation (corrupt, no video track, too long, too big)."""
+
+
 class PresetError(StylizerError):
     """A preset is unknown, its weights file is missing or corrupt, or it does not fit the method."""
 

@@ -12,7 +12,9 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -23,6 +25,9 @@ from .device import empty_cache, is_oom, resolve_device
 from .errors import MethodError, StylizerError
 from .manifest import Manifest, Preset
 from .methods import MethodJob, ProgressFn, StyleInput, available_methods, get_method
+
+if TYPE_CHECKING:
+    from .video import VideoInfo, VideoLimits
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,15 @@ class StylizeRequest:
 
 
 @dataclass
+class VideoResult:
+    path: Path
+    method: str
+    device: str
+    info: VideoInfo  # of the written file: size, fps, frames, audio
+    timings: dict[str, float]
+
+
+@dataclass
 class StylizeResult:
     image: Image.Image
     method: str
@@ -94,8 +108,8 @@ class Stylizer:
             return preset_methods.pop()
         return "adain" if "adain" in self.methods() else "gatys"
 
-    def stylize(self, request: StylizeRequest) -> StylizeResult:
-        t0 = time.perf_counter()
+    def _check(self, request: StylizeRequest):
+        """Validate the request and return (method name, method, colour mode)."""
         if not request.styles:
             raise StylizerError("no style given: pass a style image or a preset")
         if not 0.0 <= request.strength <= 1.0:
@@ -106,8 +120,9 @@ class Stylizer:
         method = get_method(name)
         if not method.available(self.manifest):
             raise MethodError(f"method {name!r} has no trained weights in this installation")
-        color = ColorMode.parse(request.preserve_color)
-        content_pil = img.load_image(request.content)
+        return name, method, ColorMode.parse(request.preserve_color)
+
+    def _load_styles(self, request: StylizeRequest, method, name: str) -> list[tuple[StyleRef, Image.Image | None]]:
         style_pils: list[tuple[StyleRef, Image.Image | None]] = []
         for ref in request.styles:
             if ref.image is not None:
@@ -117,13 +132,22 @@ class Stylizer:
             else:
                 self.manifest.preset(ref.preset or "")  # fail early on unknown presets
                 style_pils.append((ref, None))
+        return style_pils
+
+    def stylize(self, request: StylizeRequest) -> StylizeResult:
+        t0 = time.perf_counter()
+        name, method, color = self._check(request)
+        content_pil = img.load_image(request.content)
+        style_pils = self._load_styles(request, method, name)
         t_load = time.perf_counter()
 
         device = resolve_device(request.device)
         size = request.size or max(content_pil.size)
         for attempt in range(OOM_RETRIES + 2):
             try:
-                out = self._run(method, request, content_pil, style_pils, device, size, color)
+                content = img.pil_to_tensor(img.resize_long_side(content_pil, size), device)
+                styles = self._style_inputs(request, style_pils, content, content_pil, device, size, color)
+                out = self._apply(method, request, content, styles, device, color)
                 break
             except Exception as exc:
                 if not is_oom(exc) or device.type != "cuda":
@@ -147,8 +171,59 @@ class Stylizer:
             timings={"load": t_load - t0, "run": t_run - t_load, "total": time.perf_counter() - t0},
         )
 
-    def _run(self, method, request, content_pil, style_pils, device, size, color) -> torch.Tensor:
-        content = img.pil_to_tensor(img.resize_long_side(content_pil, size), device)
+    def stylize_video(self, request: StylizeRequest, output: str | Path, *, coherent: bool = True,
+                      batch: int | None = None, limits: VideoLimits | None = None) -> VideoResult:
+        """Stylize a clip (``request.content`` is its path) into ``output`` (mp4, or GIF for a ``.gif``).
+
+        Same request as for a picture; ``size`` is the long side of the output frames (None keeps the
+        clip's). Frames go through the method in batches of ``batch``; ``coherent`` blends each frame
+        with the flow-warped previous result (:mod:`stylizer.temporal`). Progress is reported in frames.
+        On CUDA out-of-memory a batch is split, and at one frame the clip continues on the CPU.
+        """
+        from . import video  # PyAV and OpenCV load only for clips
+
+        t0 = time.perf_counter()
+        name, method, color = self._check(request)
+        if method.slow:
+            raise MethodError(f"method {name!r} is too slow for video; pick a preset or a style picture")
+        if not isinstance(request.content, str | Path):
+            raise StylizerError("a video is given by its file path")
+        info = video.probe(request.content, limits)
+        style_pils = self._load_styles(request, method, name)
+        state: dict[str, object] = {"device": resolve_device(request.device)}
+        size = request.size or max(info.size)
+        frame_request = replace(request, progress=None)
+
+        def run(frames: torch.Tensor) -> torch.Tensor:
+            device = state["device"]
+            assert isinstance(device, torch.device)
+            x = frames.to(device)
+            try:
+                if "styles" not in state:  # prepared once per clip (histogram matching uses the first frame)
+                    first = img.tensor_to_pil(x[:1])
+                    state["styles"] = self._style_inputs(request, style_pils, x[:1], first, device, size, color)
+                return self._apply(method, frame_request, x, state["styles"], device, color).cpu()  # type: ignore[arg-type]
+            except Exception as exc:
+                if not is_oom(exc) or device.type != "cuda":
+                    raise
+                empty_cache(device)
+                if frames.shape[0] > 1:
+                    half = frames.shape[0] // 2
+                    log.warning("CUDA out of memory; splitting the batch of %d frames", frames.shape[0])
+                    return torch.cat([run(frames[:half]), run(frames[half:])])
+                log.warning("CUDA out of memory on one frame; continuing the clip on the CPU")
+                state["device"] = torch.device("cpu")
+                state.pop("styles", None)
+                return run(frames)
+
+        blender = video.TemporalCoherence() if coherent else None
+        out_info = video.transcode(request.content, output, run, size=size, batch=batch or video.DEFAULT_BATCH,
+                                   coherence=blender, progress=request.progress, cancel=request.cancel,
+                                   limits=limits)
+        return VideoResult(path=Path(output), method=name, device=str(state["device"]), info=out_info,
+                           timings={"total": time.perf_counter() - t0})
+
+    def _style_inputs(self, request, style_pils, content, content_pil, device, size, color) -> list[StyleInput]:
         style_size = request.style_size or size
         total = sum(ref.weight for ref, _ in style_pils)
         styles = []
@@ -164,6 +239,10 @@ class Stylizer:
                 tensor = match_color(tensor, content)
                 key += ":hist:" + img.image_digest(content_pil)
             styles.append(StyleInput(weight, image=tensor, key=f"{key}@{style_size}"))
+        return styles
+
+    def _apply(self, method, request, content, styles, device, color) -> torch.Tensor:
+        """Run the method on a (B, 3, H, W) content batch and post-process: size, colours, range."""
         job = MethodJob(
             content=content, styles=styles, device=device, manifest=self.manifest,
             strength=request.strength, steps=request.steps, seed=request.seed,
@@ -182,7 +261,6 @@ class Stylizer:
         if color is ColorMode.LUMINANCE or (color is ColorMode.HISTOGRAM and not only_images):
             out = preserve_color(out, content, color)
         return out.clamp(0, 1)
-
 
     def train_preset(self, name: str, style: img.ImageSource, **kwargs) -> Preset:
         """Train a new preset from one style picture (see :func:`stylizer.train.preset.train_preset`).

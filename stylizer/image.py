@@ -25,6 +25,8 @@ MAX_PIXELS = 50_000_000
 #: Smallest usable side: VGG pools five times, so below this the style statistics are meaningless.
 MIN_SIDE = 16
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+#: Clips :mod:`stylizer.video` takes (a ``.gif`` counts as a clip only when it is animated).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".gif"})
 
 ImageSource = str | Path | bytes | BinaryIO | Image.Image
 
@@ -156,6 +158,27 @@ def list_images(folder: Path) -> list[Path]:
         p
         for p in folder.iterdir()
         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
+
+
+def is_video_file(path: Path) -> bool:
+    """By name, without loading the video libraries: mp4/mov/webm/...; a GIF only when it is animated."""
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        try:
+            with Image.open(path) as im:
+                return bool(getattr(im, "is_animated", False))
+        except OSError:
+            return False
+    return suffix in VIDEO_EXTENSIONS
+
+
+def list_media(folder: Path) -> list[Path]:
+    """Images and clips directly inside ``folder``, sorted by name (hidden files skipped)."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS and not p.name.startswith(".")
     )
 
 

@@ -16,6 +16,10 @@ O and C are compared at O's size; S is resized to O's long side for statistics.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -85,3 +89,21 @@ def ssim_luminance(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: fl
     cov = blur(ya * yb) - mu_a * mu_b
     ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return float(ssim_map.mean())
+
+
+def pan_warping_error(frames: Sequence[np.ndarray], shift: float) -> float:
+    """Mean squared frame-to-frame change of a clip panning right by ``shift`` px a frame, motion undone.
+
+    For a pan, ``frame_t(x) = frame_{t-1}(x + shift)`` (a fractional shift is undone by linear
+    interpolation); whatever still differs is flicker. Frames are (H, W, 3) uint8; the result is on the
+    0..1 scale. ``bench/video.py`` reports it for our output relative to per-frame stylization.
+    """
+    whole, frac = int(shift), shift - int(shift)
+    errors = []
+    for prev, cur in itertools.pairwise(frames):
+        p = prev.astype(np.float32) / 255.0
+        width = p.shape[1] - whole - 1
+        b = (1 - frac) * p[:, whole: whole + width] + frac * p[:, whole + 1: whole + 1 + width]
+        a = cur[:, :width].astype(np.float32) / 255.0
+        errors.append(float(((a - b) ** 2).mean()))
+    return float(np.mean(errors)) if errors else 0.0
