@@ -1,11 +1,14 @@
-"""Quality of presets (brief section 4) on held-out photos, as JSON; optionally a contact sheet to look at.
+"""Quality gate of presets (brief section 4) on held-out photos, as JSON; optionally a contact sheet to look at.
 
-    python bench/preset_quality.py [--manifest FILE ...] [--presets NAME ...] [--size 512] [--photos 4]
-        [--sheet OUT.jpg] [--device auto]
+    python bench/preset_quality.py [--manifest FILE ...] [--presets NAME ...] [--size 512] [--photos 10]
+        [--sheet OUT.jpg] [--device auto] [--all]
 
 Photos are the held-out ones of the content folder (every ``HOLDOUT_EVERY``-th, never trained on); each
 preset is compared with its own source painting (``source`` in the manifest, looked up in the styles
-folder). Prints one JSON object: per preset the medians of content_err, style_gap, gram_gap and ssim.
+folder). Prints one JSON object: per preset the medians of content_err, style_gap, gram_gap and ssim, the
+worst photo's style_gap and content_err, and ``pass``: the bar holds on *every* photo (a user sends one
+photo, not a median). Run it on a draft preset before enabling it; the exit code is 1 when one fails.
+``--all`` also measures disabled presets (drafts waiting for the gate).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from stylizer.manifest import Manifest  # noqa: E402
 from stylizer.metrics import quality  # noqa: E402
 from stylizer.train.preset import split_content  # noqa: E402
 
+#: The bar every enabled preset holds on every held-out photo at 512 px (issue 15).
+STYLE_BAR, CONTENT_BAR = 0.5, 0.7
 SHARED = Path(os.environ.get("STYLEBOT_SHARED", ROOT.parent / "shared"))
 
 
@@ -55,6 +60,11 @@ def evaluate(manifest: Manifest, names: list[str], photos: list[Path], style_dir
             for k, v in quality(out, str(photo), str(style)).items():
                 scores.setdefault(k, []).append(v)
         results[name] = {k: round(statistics.median(v), 4) for k, v in scores.items()}
+        worst_style, worst_content = max(scores["style_gap"]), max(scores["content_err"])
+        results[name].update(max_style_gap=round(worst_style, 4), max_content_err=round(worst_content, 4),
+                             worst_photo=photos[scores["style_gap"].index(worst_style)].name,
+                             passed=worst_style <= STYLE_BAR and worst_content <= CONTENT_BAR)
+        print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
         rows.append(row)
     if sheet is not None and rows:
         tile = 256
@@ -75,18 +85,23 @@ def main() -> None:
     ap.add_argument("--manifest", nargs="*", type=Path, default=None, help="manifest files (default: shipped)")
     ap.add_argument("--presets", nargs="*", default=None)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--photos", type=int, default=4)
+    ap.add_argument("--photos", type=int, default=10, help="how many held-out photos (default 10: all of them)")
     ap.add_argument("--content-dir", type=Path, default=content_dir)
     ap.add_argument("--style-dir", type=Path, default=style_dir)
     ap.add_argument("--sheet", type=Path, default=None)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--all", action="store_true", help="also disabled presets")
     args = ap.parse_args()
     manifest = Manifest(args.manifest) if args.manifest else Manifest.default()
-    names = args.presets or [p.name for p in manifest.enabled_presets()]
+    listed = manifest.presets.values() if args.all else manifest.enabled_presets()
+    names = args.presets or [p.name for p in listed]
     train, held = split_content(args.content_dir)
     photos = (held or train)[: args.photos]
     result = evaluate(manifest, names, photos, args.style_dir, args.size, args.device, args.sheet)
-    print(json.dumps({"size": args.size, "photos": [p.name for p in photos], "presets": result}, indent=1))
+    failed = sorted(n for n, r in result.items() if not r["passed"])
+    print(json.dumps({"size": args.size, "photos": [p.name for p in photos], "bar": {"style_gap": STYLE_BAR,
+                      "content_err": CONTENT_BAR}, "failed": failed, "presets": result}, indent=1))
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
