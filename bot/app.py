@@ -152,8 +152,8 @@ def add_handlers(app: Application) -> None:
     app.add_handler(MessageHandler(filters.COMMAND, handlers.on_unknown_command))
     app.add_handler(MessageHandler(filters.PHOTO, handlers.on_photo))
     app.add_handler(MessageHandler(filters.Sticker.ALL, handlers.bad_input("sticker")))
-    app.add_handler(MessageHandler(filters.ANIMATION, handlers.bad_input("animation")))
-    app.add_handler(MessageHandler(filters.VIDEO | filters.VIDEO_NOTE, handlers.bad_input("video")))
+    app.add_handler(MessageHandler(filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE | filters.Document.VIDEO,
+                                   handlers.on_clip))
     app.add_handler(MessageHandler(filters.VOICE | filters.AUDIO, handlers.bad_input("voice")))
     app.add_handler(MessageHandler(filters.Document.IMAGE, handlers.on_image_document))
     app.add_handler(MessageHandler(filters.Document.ALL, handlers.bad_input("document")))

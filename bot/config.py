@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     max_jobs_per_user: int = Field(2, ge=1)  # queued + running at once
     rate_per_minute: int = Field(6, ge=1)  # accepted jobs per user per minute
     max_queue: int = Field(50, ge=1)  # queued jobs overall before new ones are refused
+    # Clips (videos, GIF animations, video notes): Telegram's sendVideo takes at most 50 MB.
+    max_video_seconds: float = Field(60, gt=0)
+    video_size: int = Field(480, ge=64, le=1920)  # long side of stylized clips (video notes: at most 640)
+    max_video_output_mb: float = Field(50, gt=0, le=50)
 
     default_strength: float = Field(1.0, ge=0.25, le=1.0)
     gatys_steps: int | None = Field(None, ge=1)  # None: the method's default

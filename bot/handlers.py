@@ -19,12 +19,13 @@ from telegram import InputMediaPhoto, Message, Update
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from stylizer.errors import ImageError
+from stylizer.errors import ImageError, VideoError
 from stylizer.image import load_image
+from stylizer.video import VideoLimits, probe
 
 from . import keyboards, store
 from .jobs import JobSpec, Refused
-from .models import Job, PresetRow, StoredImage, User
+from .models import Job, MediaKind, PresetRow, StoredImage, User
 from .services import Services, get_services
 from .tg import with_retry
 
@@ -135,53 +136,129 @@ def _inspect(data: bytes, max_side: int) -> tuple[int, int, str]:
     return width, height, ext
 
 
-async def intake(update: Update, context: Context, file_id: str, file_unique_id: str,
-                 file_size: int | None) -> StoredImage | None:
-    """Download (once per file_unique_id), validate and store a picture; None after a friendly refusal."""
-    services = get_services(context)
-    settings = services.settings
-    user_id = update.effective_user.id  # type: ignore[union-attr]
+async def _download(update: Update, context: Context, file_id: str, file_size: int | None,
+                    what: str = "picture") -> bytes | None:
+    """The file's bytes within Telegram's getFile limit; None after a friendly refusal."""
+    settings = get_services(context).settings
     limit_mb = settings.max_upload_mb
     if file_size and file_size > settings.max_upload_bytes:
         await refuse(update, context, "file too large",
                      f"That file is {file_size / 2**20:.1f} MB, but I can only download files up to "
-                     f"{limit_mb:g} MB. Please send a smaller picture (or send it as a photo).")
+                     f"{limit_mb:g} MB. Please send a smaller {what}"
+                     + (" (or send it as a photo)." if what == "picture" else "."))
         return None
-    async with services.sessions() as session:
-        known = await store.find_image(session, user_id, file_unique_id)
-        if known is not None and Path(known.path).is_file():
-            return known
     try:
         tg_file = await with_retry(lambda: context.bot.get_file(file_id))
         data = bytes(await tg_file.download_as_bytearray())
     except TelegramError as exc:
-        log.info("download of %s failed: %s", file_unique_id, exc)
+        log.info("download of %s failed: %s", file_id, exc)
         await refuse(update, context, "download failed",
                      "I couldn't download that file from Telegram. Please try sending it again.")
         return None
     if len(data) > settings.max_upload_bytes:
         await refuse(update, context, "file too large", f"That file is larger than {limit_mb:g} MB.")
         return None
+    return data
+
+
+async def _known(services: Services, user_id: int, file_unique_id: str) -> StoredImage | None:
+    async with services.sessions() as session:
+        known = await store.find_image(session, user_id, file_unique_id)
+    return known if known is not None and Path(known.path).is_file() else None
+
+
+async def _save_input(services: Services, user_id: int, file_id: str, file_unique_id: str, path: Path,
+                      width: int, height: int, kind: str = MediaKind.PHOTO,
+                      duration: float | None = None) -> StoredImage:
+    async with services.sessions() as session:
+        image = await store.find_image(session, user_id, file_unique_id)
+        if image is None:
+            image = StoredImage(user_id=user_id, file_unique_id=file_unique_id, file_id=file_id)
+            session.add(image)
+        image.path, image.file_id, image.width, image.height = str(path), file_id, width, height
+        image.kind, image.duration = kind, duration
+        await session.commit()
+        return image
+
+
+def _input_path(services: Services, user_id: int, file_unique_id: str, ext: str) -> Path:
+    safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", file_unique_id)[:100]
+    return services.settings.images_dir / str(user_id) / f"{safe_id}.{ext}"
+
+
+async def intake(update: Update, context: Context, file_id: str, file_unique_id: str,
+                 file_size: int | None) -> StoredImage | None:
+    """Download (once per file_unique_id), validate and store a picture; None after a friendly refusal."""
+    services = get_services(context)
+    user_id = update.effective_user.id  # type: ignore[union-attr]
+    known = await _known(services, user_id, file_unique_id)
+    if known is not None:
+        return known
+    data = await _download(update, context, file_id, file_size)
+    if data is None:
+        return None
     try:
-        width, height, ext = await asyncio.to_thread(_inspect, data, settings.max_image_side)
+        width, height, ext = await asyncio.to_thread(_inspect, data, services.settings.max_image_side)
     except ImageError as exc:
         reason = str(exc).removeprefix("image: ")
         await refuse(update, context, f"bad image: {reason}",
                      f"😕 I can't use that picture: {reason}.\nPlease send a normal photo (JPEG or PNG).")
         return None
-    safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", file_unique_id)[:100]
-    path = settings.images_dir / str(user_id) / f"{safe_id}.{ext}"
+    path = _input_path(services, user_id, file_unique_id, ext)
     await asyncio.to_thread(_write, path, data)
-    async with services.sessions() as session:
-        image = await store.find_image(session, user_id, file_unique_id)
-        if image is None:
-            image = StoredImage(user_id=user_id, file_unique_id=file_unique_id, file_id=file_id,
-                                path=str(path), width=width, height=height)
-            session.add(image)
-        else:
-            image.path, image.file_id, image.width, image.height = str(path), file_id, width, height
+    return await _save_input(services, user_id, file_id, file_unique_id, path, width, height)
+
+
+CLIP_WORDS = {MediaKind.VIDEO: "video", MediaKind.ANIMATION: "GIF", MediaKind.VIDEO_NOTE: "video message"}
+
+
+async def intake_clip(update: Update, context: Context, kind: str, file_id: str, file_unique_id: str,
+                      file_size: int | None) -> StoredImage | None:
+    """Download, probe (decodable, duration and size limits) and store a video, GIF or video note."""
+    services = get_services(context)
+    settings = services.settings
+    user_id = update.effective_user.id  # type: ignore[union-attr]
+    known = await _known(services, user_id, file_unique_id)
+    if known is not None:
+        return known
+    word = CLIP_WORDS[kind]
+    data = await _download(update, context, file_id, file_size, what=word)
+    if data is None:
+        return None
+    path = _input_path(services, user_id, file_unique_id, "mp4")
+    await asyncio.to_thread(_write, path, data)
+    limits = VideoLimits(max_seconds=settings.max_video_seconds, max_side=settings.max_image_side)
+    try:
+        info = await asyncio.to_thread(probe, path, limits)
+    except VideoError as exc:
+        path.unlink(missing_ok=True)
+        reason = str(exc).split(": ", 1)[-1]
+        await refuse(update, context, f"bad {kind}: {reason}", f"😕 I can't use that {word}: {reason}.")
+        return None
+    return await _save_input(services, user_id, file_id, file_unique_id, path, info.width, info.height, kind,
+                             round(info.duration, 2))
+
+
+async def on_clip(update: Update, context: Context) -> None:
+    """Videos, GIF animations and round video notes: the same style menu as photos (no high quality)."""
+    message = update.effective_message
+    assert message is not None
+    if message.animation is not None:
+        kind, media = MediaKind.ANIMATION, message.animation
+    elif message.video_note is not None:
+        kind, media = MediaKind.VIDEO_NOTE, message.video_note
+    else:  # a video, or a video file sent as a document
+        kind, media = MediaKind.VIDEO, message.video or message.document
+    assert media is not None
+    clip = await intake_clip(update, context, kind, media.file_id, media.file_unique_id, media.file_size)
+    if clip is None:
+        return
+    async with get_services(context).sessions() as session:  # a clip is never a style: it starts afresh
+        user = await store.upsert_user(session, update.effective_user)  # type: ignore[arg-type]
+        user.awaiting_image_id = user.awaiting_method = None
         await session.commit()
-        return image
+    await show_presets(update, context, clip.id, page=0)
+    await mark(update, "accepted", f"content {kind}", context=context)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -230,11 +307,14 @@ async def show_presets(update: Update, context: Context, image_id: int, page: in
     services = get_services(context)
     async with services.sessions() as session:
         presets = await store.listed_presets(session, services.methods)
+        content = await session.get(StoredImage, image_id)
+    clip = content is not None and content.is_clip
     markup = keyboards.presets_keyboard(image_id, presets, page, services.settings.presets_per_page,
                                         own_style=services.own_style_method() is not None,
-                                        hq=services.hq_method is not None)
+                                        hq=services.hq_method is not None and not clip)
     if presets:
-        text = "Pick a style for this photo 🎨 (see them all with /styles)"
+        what = CLIP_WORDS[content.kind] if clip and content is not None else "photo"
+        text = f"Pick a style for this {what} 🎨 (see them all with /styles)"
     elif services.own_style_method():
         text = "No preset styles are installed yet — tap “Use my own style” and send a picture to copy the style of."
     else:
@@ -314,6 +394,12 @@ async def _await_style(update: Update, context: Context, image_id: int, method: 
     await reply(update, context, text)
 
 
+async def _is_clip(services: Services, image_id: int) -> bool:
+    async with services.sessions() as session:
+        image = await session.get(StoredImage, image_id)
+    return image is not None and image.is_clip
+
+
 async def cb_own_style(update: Update, context: Context, image_id: str) -> None:
     services = get_services(context)
     await _await_style(update, context, int(image_id), services.own_style_method(),
@@ -323,6 +409,9 @@ async def cb_own_style(update: Update, context: Context, image_id: str) -> None:
 
 async def cb_high_quality(update: Update, context: Context, image_id: str) -> None:
     services = get_services(context)
+    if await _is_clip(services, int(image_id)):
+        await refuse(update, context, "hq for a clip", "High quality mode is for photos only — pick a style instead.")
+        return
     await _await_style(update, context, int(image_id), services.hq_method,
                        "✨ High quality mode: send me the style picture. This takes a few minutes; "
                        "I'll show the progress. /cancel to stop.")
@@ -395,6 +484,9 @@ async def cb_full_res(update: Update, context: Context, job_id: str) -> None:
         return
     async with services.sessions() as session:
         content = await session.get(StoredImage, parent.content_image_id)
+    if content is not None and content.is_clip:
+        await refuse(update, context, "full resolution of a clip", "Clips come back at their full size already.")
+        return
     full = min(max(content.width, content.height), services.settings.max_output_size) if content else 0
     if full > int(parent.params.get("size", 0)):
         await _variant(update, context, parent, size=full, as_document=True)
@@ -417,6 +509,9 @@ async def cb_high_quality_rerun(update: Update, context: Context, job_id: str) -
         return
     if services.hq_method is None:
         await refuse(update, context, "method unavailable", "Sorry, high quality mode isn't available right now.")
+        return
+    if await _is_clip(services, parent.content_image_id):
+        await refuse(update, context, "hq for a clip", "High quality mode is for photos only.")
         return
     extra: dict = {}
     if parent.style_image_id is None:
@@ -611,8 +706,6 @@ async def on_text(update: Update, context: Context) -> None:
 
 BAD_INPUT = {
     "sticker": "Stickers are fun, but I need a photo 🙂 Send me a picture (as a photo or an image file).",
-    "animation": "I can't stylize GIFs or animations — please send a still photo.",
-    "video": "I can't stylize videos — please send a still photo.",
     "voice": "I can't do anything with voice messages — please send a photo.",
     "document": "That file isn't a picture I can use. Please send a photo or an image file (JPEG, PNG, WebP).",
     "other": "I only understand photos and image files. Send me a picture! (/help)",

@@ -33,7 +33,7 @@ from stylizer.methods import Progress
 
 from . import store
 from .keyboards import cancel_keyboard, result_keyboard
-from .models import Job, JobStatus, StoredImage, utcnow
+from .models import Job, JobStatus, MediaKind, StoredImage, utcnow
 from .services import Services
 from .tg import safe_edit, safe_send, with_retry
 
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Telegram's sendPhoto limit; results are JPEG-encoded below it (the PNG is offered as a file).
 PHOTO_LIMIT = 10 * 1024 * 1024
+#: Telegram's largest round video note.
+VIDEO_NOTE_SIDE = 640
 
 
 class Refused(Exception):
@@ -70,12 +72,20 @@ class _Work:
     preset: str | None
     method: str
     params: dict
+    kind: str = MediaKind.PHOTO
+    side: int = 0  # long side of the input
+
+
+#: What the status message calls the input, by kind.
+NOUNS = {MediaKind.PHOTO: "picture", MediaKind.VIDEO: "video", MediaKind.ANIMATION: "GIF",
+         MediaKind.VIDEO_NOTE: "video message"}
 
 
 class _Live:
     """What a running job shows; the worker thread writes ``progress``, the ticker reads it."""
 
-    def __init__(self) -> None:
+    def __init__(self, noun: str = "picture") -> None:
+        self.noun = noun
         self.progress: Progress | None = None
         self.preview: Image.Image | None = None
         self.preview_version = 0
@@ -89,10 +99,10 @@ class _Live:
     def text(self) -> str:
         p = self.progress
         if p is None or not p.total:
-            return "🎨 Working on your picture…"
+            return f"🎨 Working on your {self.noun}…"
         pct = round(100 * p.fraction)
         bar = "▓" * (pct // 10) + "░" * (10 - pct // 10)
-        return f"🎨 Working on your picture… {pct}%\n{bar}"
+        return f"🎨 Working on your {self.noun}… {pct}%\n{bar}"
 
 
 def _jpeg(image: Image.Image, quality: int) -> bytes:
@@ -268,7 +278,7 @@ class JobRunner:
             style_path = Path(style.path) if style else (Path(job.params["style_file"])
                                                          if job.params.get("style_file") else None)
             work = _Work(job.id, job.user_id, Path(content.path), style_path, job.preset, job.method,
-                         dict(job.params))
+                         dict(job.params), content.kind, max(content.width, content.height))
             chat_id, message_id = job.chat_id, job.status_message_id
         cancel = threading.Event()
         self._cancels[job_id] = cancel
@@ -277,8 +287,9 @@ class JobRunner:
             message_id = await safe_send(self.bot, chat_id, "🎨 Working on your picture…", cancel_keyboard(job_id))
             await self._set_message(job_id, message_id)
         await self._refresh_positions()
-        live = _Live()
-        ticker = asyncio.create_task(self._tick(job_id, chat_id, message_id, live))
+        live = _Live(NOUNS.get(work.kind, "picture"))
+        action = ChatAction.UPLOAD_VIDEO if work.kind in MediaKind.CLIPS else ChatAction.UPLOAD_PHOTO
+        ticker = asyncio.create_task(self._tick(job_id, chat_id, message_id, live, action))
         started = time.perf_counter()
         try:
             png_path, jpeg, result = await asyncio.to_thread(self._render, work, live.update, cancel)
@@ -296,22 +307,29 @@ class JobRunner:
             self._cancels.pop(job_id, None)
             self._user_cancelled.discard(job_id)
         elapsed = time.perf_counter() - started
+        if work.kind in MediaKind.CLIPS:
+            await self._deliver_clip(job_id, chat_id, message_id, work.kind, png_path, result, elapsed)
+            return
         await self._deliver(job_id, chat_id, message_id, png_path, jpeg, result, elapsed)
 
-    def _render(self, work: _Work, progress, cancel: threading.Event):
-        """Runs in a worker thread: stylize, save the PNG, encode the photo."""
+    def _request(self, work: _Work, progress, cancel: threading.Event, size: int) -> StylizeRequest:
         styles = [StyleRef(image=work.style)] if work.style else [StyleRef(preset=work.preset)]
         params = work.params
-        request = StylizeRequest(
+        return StylizeRequest(
             content=work.content, styles=styles, method=work.method,
             strength=float(params.get("strength", 1.0)),
             preserve_color="luminance" if params.get("preserve_color") else False,
-            size=int(params.get("size", self.settings.output_size)),
-            steps=params.get("steps"), seed=params.get("seed"),
+            size=size, steps=params.get("steps"), seed=params.get("seed"),
             device=self.settings.stylizer_device, progress=progress, cancel=cancel,
             options={"preview": True} if self.settings.preview_interval > 0 else {},
         )
-        result = self.services.stylizer.stylize(request)
+
+    def _render(self, work: _Work, progress, cancel: threading.Event):
+        """Runs in a worker thread: stylize, save the PNG, encode the photo (clips: the mp4)."""
+        if work.kind in MediaKind.CLIPS:
+            return self._render_clip(work, progress, cancel)
+        size = int(work.params.get("size", self.settings.output_size))
+        result = self.services.stylizer.stylize(self._request(work, progress, cancel, size))
         png_path = self.settings.results_dir / str(work.user_id) / f"{work.job_id}.png"
         png_path.parent.mkdir(parents=True, exist_ok=True)
         result.image.save(png_path, "PNG")
@@ -321,6 +339,65 @@ class JobRunner:
             if len(jpeg) <= PHOTO_LIMIT:
                 break
         return png_path, jpeg, result
+
+    def _render_clip(self, work: _Work, progress, cancel: threading.Event):
+        """A clip at most VIDEO_SIZE on its long side (video notes: at most 640, Telegram's limit)."""
+        size = min(int(work.params.get("size") or self.settings.video_size), self.settings.video_size,
+                   work.side or self.settings.video_size)
+        if work.kind == MediaKind.VIDEO_NOTE:
+            size = min(size, VIDEO_NOTE_SIDE)
+        path = self.settings.results_dir / str(work.user_id) / f"{work.job_id}.mp4"
+        result = self.services.stylizer.stylize_video(self._request(work, progress, cancel, size), path)
+        limit = self.settings.max_video_output_mb
+        if path.stat().st_size > limit * 2**20:
+            mb = path.stat().st_size / 2**20
+            path.unlink(missing_ok=True)
+            raise StylizerError(f"the result would be {mb:.0f} MB, more than the {limit:g} MB Telegram allows; "
+                                "please send a shorter clip")
+        return path, b"", result
+
+    async def _deliver_clip(self, job_id: int, chat_id: int, message_id: int | None, kind: str, path: Path,
+                            result, elapsed: float) -> None:
+        """Send the clip back as the kind it came as: video, animation or round video note."""
+        async with self.services.sessions() as session:
+            job = await session.get(Job, job_id)
+            if job is None:  # the user deleted their data meanwhile
+                path.unlink(missing_ok=True)
+                return
+            job.timings = {k: round(v, 3) for k, v in result.timings.items()}
+            job.device, job.result_path = result.device, str(path)
+            info = result.info
+            caption = (f"{style_title(job, self.services)} · strength "
+                       f"{round(100 * float(job.params.get('strength', 1.0)))}%")
+            markup = result_keyboard(job, hq_available=False, still=False)
+            data = await asyncio.to_thread(path.read_bytes)
+            duration = max(1, round(info.duration))
+            try:
+                if kind == MediaKind.VIDEO_NOTE:
+                    sent = await with_retry(lambda: self.bot.send_video_note(
+                        chat_id, video_note=data, duration=duration, length=info.width, reply_markup=markup))
+                    media = sent.video_note
+                elif kind == MediaKind.ANIMATION:
+                    sent = await with_retry(lambda: self.bot.send_animation(
+                        chat_id, animation=data, duration=duration, width=info.width, height=info.height,
+                        caption=caption, reply_markup=markup, filename=f"stylized_{job_id}.mp4"))
+                    media = sent.animation or sent.document
+                else:
+                    sent = await with_retry(lambda: self.bot.send_video(
+                        chat_id, video=data, duration=duration, width=info.width, height=info.height,
+                        caption=caption, reply_markup=markup, supports_streaming=True,
+                        filename=f"stylized_{job_id}.mp4"))
+                    media = sent.video or sent.document
+            except TelegramError as exc:
+                log.warning("job %d: clip not delivered: %s", job_id, exc)
+                job.status, job.error, job.finished_at = JobStatus.FAILED, f"delivery failed: {exc}", utcnow()
+                await session.commit()
+                return
+            job.result_file_id = media.file_id if media is not None else None
+            job.status, job.finished_at = JobStatus.DONE, utcnow()
+            await session.commit()
+        if message_id:
+            await safe_edit(self.bot, chat_id, message_id, f"✅ Done in {elapsed:.1f} s.")
 
     async def _deliver(self, job_id, chat_id, message_id, png_path, jpeg, result, elapsed) -> None:
         async with self.services.sessions() as session:
@@ -389,7 +466,8 @@ class JobRunner:
                 job.status_message_id = message_id
                 await session.commit()
 
-    async def _tick(self, job_id: int, chat_id: int, message_id: int | None, live: _Live) -> None:
+    async def _tick(self, job_id: int, chat_id: int, message_id: int | None, live: _Live,
+                    action: str = ChatAction.UPLOAD_PHOTO) -> None:
         """While a job runs: keep the chat action alive and mirror progress into the status message.
 
         Methods that send previews (Gatys) get one extra photo message, updated in place at most every
@@ -403,7 +481,7 @@ class JobRunner:
                 if now - last_action >= 4.5:  # a chat action lasts 5 s
                     last_action = now
                     try:
-                        await self.bot.send_chat_action(chat_id, ChatAction.UPLOAD_PHOTO)
+                        await self.bot.send_chat_action(chat_id, action)
                     except TelegramError as exc:
                         log.debug("chat action failed: %s", exc)
                 text = live.text()

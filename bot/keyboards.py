@@ -44,7 +44,8 @@ def cancel_keyboard(job_id: int) -> Markup:
     return Markup([[Button("✖ Cancel", callback_data=f"x:{job_id}")]])
 
 
-def result_keyboard(job: Job, hq_available: bool) -> Markup:
+def result_keyboard(job: Job, hq_available: bool, still: bool = True) -> Markup:
+    """Variants of a result; clips (``still=False``) come at full size already and have no HQ mode."""
     strength = round(100 * float(job.params.get("strength", 1.0)))
     keep = bool(job.params.get("preserve_color"))
     rows = [
@@ -52,6 +53,8 @@ def result_keyboard(job: Job, hq_available: bool) -> Markup:
         [Button(f"🎨 Keep colours: {'on' if keep else 'off'}", callback_data=f"rc:{job.id}"),
          Button("🔁 Another style", callback_data=f"ra:{job.id}")],
     ]
+    if not still:
+        return Markup(rows)
     last = [Button("📄 Full resolution", callback_data=f"rf:{job.id}")]
     if hq_available:
         last.append(Button("✨ High quality", callback_data=f"rh:{job.id}"))

@@ -50,8 +50,18 @@ class User(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class MediaKind:
+    """What a stored input is; a result goes back as the same kind."""
+
+    PHOTO = "photo"
+    VIDEO = "video"
+    ANIMATION = "animation"  # GIFs reach bots as silent mp4 animations
+    VIDEO_NOTE = "video_note"  # the round ones
+    CLIPS = (VIDEO, ANIMATION, VIDEO_NOTE)
+
+
 class StoredImage(Base):
-    """A user's input picture, saved once under DATA_DIR/images (by Telegram's file_unique_id)."""
+    """A user's input picture or clip, saved once under DATA_DIR/images (by Telegram's file_unique_id)."""
 
     __tablename__ = "images"
 
@@ -62,9 +72,15 @@ class StoredImage(Base):
     path: Mapped[str] = mapped_column(String(512))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16), default=MediaKind.PHOTO, server_default=MediaKind.PHOTO)
+    duration: Mapped[float | None] = mapped_column(Float)  # seconds, clips only
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (Index("ix_images_user_unique", "user_id", "file_unique_id", unique=True),)
+
+    @property
+    def is_clip(self) -> bool:
+        return self.kind in MediaKind.CLIPS
 
 
 class Job(Base):

@@ -468,6 +468,9 @@ class FakeTelegram:
             "sendPhoto": self._send_photo,
             "sendDocument": self._send_document,
             "sendMediaGroup": self._send_media_group,
+            "sendVideo": self._send_clip("video"),
+            "sendAnimation": self._send_clip("animation"),
+            "sendVideoNote": self._send_clip("video_note"),
             "editMessageText": self._edit_text,
             "editMessageReplyMarkup": self._edit_markup,
             "editMessageCaption": self._edit_caption,
@@ -568,19 +571,28 @@ class FakeTelegram:
                    "is_animated": False, "is_video": False, "emoji": emoji}
         return self._user_message(user_id, {"sticker": sticker})
 
-    def user_sends_animation(self, user_id: int, data: bytes = b"GIF89a", file_size: int | None = None) -> Sent:
+    def user_sends_animation(self, user_id: int, data: bytes = b"GIF89a", file_size: int | None = None,
+                             width: int = 320, height: int = 240, duration: int = 2) -> Sent:
+        """A GIF as Telegram hands it to bots: an mp4 "animation" (``data`` should be that mp4)."""
         stored = self._store_file("animation", data, mime_type="video/mp4", file_name="animation.mp4",
-                                  width=320, height=240, size=file_size)
-        animation = {**self._document(stored), "width": 320, "height": 240, "duration": 2}
+                                  width=width, height=height, size=file_size)
+        animation = {**self._document(stored), "width": width, "height": height, "duration": duration}
         # Telegram sets both fields for animations, for clients that do not know the newer one.
         return self._user_message(user_id, {"animation": animation, "document": self._document(stored)})
 
     def user_sends_video(self, user_id: int, data: bytes = b"\x00\x00\x00\x18ftypmp42",
-                         file_size: int | None = None) -> Sent:
+                         file_size: int | None = None, width: int = 640, height: int = 360,
+                         duration: int = 3) -> Sent:
         stored = self._store_file("video", data, mime_type="video/mp4", file_name="video.mp4",
-                                  width=640, height=360, size=file_size)
-        video = {**self._document(stored), "width": 640, "height": 360, "duration": 3}
+                                  width=width, height=height, size=file_size)
+        video = {**self._document(stored), "width": width, "height": height, "duration": duration}
         return self._user_message(user_id, {"video": video})
+
+    def user_sends_video_note(self, user_id: int, data: bytes, length: int = 240, duration: int = 2) -> Sent:
+        """A round video message: square, no caption, no file name."""
+        stored = self._store_file("video_note", data, mime_type="video/mp4", width=length, height=length)
+        note = {**self._file_ref(stored), "length": length, "duration": duration, "file_size": stored.size}
+        return self._user_message(user_id, {"video_note": note})
 
     def user_sends_voice(self, user_id: int, data: bytes = b"OggS", file_size: int | None = None) -> Sent:
         stored = self._store_file("voice", data, mime_type="audio/ogg", size=file_size)
@@ -923,6 +935,43 @@ class FakeTelegram:
                                   (str(item.get("caption") or ""), item.get("parse_mode")))
                 for fields, item in prepared]
 
+    def _send_clip(self, kind: str) -> Callable[[JSON, dict[str, Upload]], JSON]:
+        """sendVideo / sendAnimation / sendVideoNote: an uploaded mp4 (<= 50 MB) or a known file_id."""
+        field = {"video": "video", "animation": "animation", "video_note": "video_note"}[kind]
+
+        def send(params: JSON, files: dict[str, Upload]) -> JSON:
+            chat_id = self._target_chat(params)
+            caption = None if kind == "video_note" else _check_caption(params.get("caption"), params.get("parse_mode"))
+            markup = _check_markup(params.get("reply_markup"))
+            upload = self._upload(params.get(field), files, field)
+            if upload is None:
+                stored = self._known_file(params.get(field), (kind, "document"), field)
+            else:
+                if not upload.data:
+                    raise bad_request("file must be non-empty")
+                if len(upload.data) > MAX_UPLOAD_BYTES:
+                    raise ApiError(413, "Request Entity Too Large")
+                if kind == "video_note" and int(params.get("length") or 0) > 640:
+                    raise bad_request("VIDEO_NOTE_LENGTH_INVALID")
+                stored = self._store_file(kind, upload.data, "video/mp4", file_name=upload.filename or f"{kind}.mp4")
+            media: JSON = {**self._document(stored), "duration": int(params.get("duration") or 0)}
+            if kind == "video_note":
+                media = {**self._file_ref(stored), "length": int(params.get("length") or 0),
+                         "duration": media["duration"], "file_size": stored.size}
+            else:
+                media.update(width=int(params.get("width") or 0), height=int(params.get("height") or 0))
+            fields: JSON = {field: media}
+            if kind == "animation":
+                fields["document"] = self._document(stored)
+            return self._bot_message(chat_id, self._with_caption(fields, caption), params, markup,
+                                     (str(params.get("caption") or ""), params.get("parse_mode")))
+
+        return send
+
+    def sent_clips(self, chat_id: int, kind: str) -> list[tuple[JSON, bytes]]:
+        """(message, file bytes) of every video / animation / video_note the bot sent to ``chat_id``."""
+        return [(m, self.files[m[kind]["file_id"]].data) for m in self._bot_messages(chat_id) if kind in m]
+
     def _edit_target(self, params: JSON) -> tuple[int, int, JSON]:
         if params.get("inline_message_id"):
             raise bad_request("inline messages are not supported by the fake server")
@@ -1093,10 +1142,10 @@ class FakeTelegram:
                     width: int | None = None, height: int | None = None, size: int | None = None) -> StoredFile:
         number = next(self._file_ids)
         prefix = {"photo": "AgAC", "document": "BQAC", "sticker": "CAAC", "animation": "CgAC", "video": "BAAC",
-                  "voice": "AwAC"}.get(kind, "BQAC")
+                  "voice": "AwAC", "video_note": "DQAC"}.get(kind, "BQAC")
         file_id = f"{prefix}AgIAAxkBAA{number:08d}{secrets.token_hex(8)}"
         folder = {"photo": "photos", "sticker": "stickers", "animation": "animations", "video": "videos",
-                  "voice": "voice"}.get(kind, "documents")
+                  "voice": "voice", "video_note": "video_notes"}.get(kind, "documents")
         extension = mimetypes.guess_extension(mime_type or "") or ".bin"
         if file_name and "." in file_name:
             extension = "." + file_name.rsplit(".", 1)[1]

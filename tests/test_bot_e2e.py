@@ -203,10 +203,10 @@ async def test_bad_inputs_get_friendly_replies(tg, tmp_path: Path) -> None:
     async with running_bot(settings):
         await _resolve_all([tg.user_sends_sticker(106)])
         await chat.wait_text("Stickers")
-        await _resolve_all([tg.user_sends_animation(106)])
-        await chat.wait_text("GIFs")
+        await _resolve_all([tg.user_sends_animation(106)])  # not a real mp4 behind it
+        await chat.wait_text("can't use that GIF")
         await _resolve_all([tg.user_sends_video(106)])
-        await chat.wait_text("videos")
+        await chat.wait_text("can't use that video")
         await _resolve_all([tg.user_sends_voice(106)])
         await chat.wait_text("voice")
         await chat.document(b"%PDF-1.4 hello", "paper.pdf", "application/pdf")
