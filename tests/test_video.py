@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clips import pan_frames, write_clip
 from PIL import Image
 
-from clips import pan_frames, write_clip
 from stylizer import video
 from stylizer.cli import main
 from stylizer.errors import Cancelled, MethodError, VideoError
-from stylizer.facade import Stylizer, StyleRef, StylizeRequest
+from stylizer.facade import StyleRef, Stylizer, StylizeRequest
 from stylizer.metrics import pan_warping_error, quality
 from stylizer.temporal import TemporalCoherence
 
@@ -107,9 +107,9 @@ def test_bad_clips_get_one_clear_error(tmp_path: Path, pan: Path) -> None:
     stylizer = Stylizer()
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)
-    with pytest.raises(VideoError, match="not a video|cannot be decoded"):
+    with pytest.raises(VideoError, match=r"not a video|cannot be decoded"):
         stylizer.stylize_video(_request(broken), tmp_path / "x.mp4")
-    with pytest.raises(VideoError, match="at most 0.5 s"):
+    with pytest.raises(VideoError, match=r"at most 0\.5 s"):
         stylizer.stylize_video(_request(pan), tmp_path / "x.mp4", limits=video.VideoLimits(max_seconds=0.5))
     with pytest.raises(VideoError, match="too large"):
         stylizer.stylize_video(_request(pan), tmp_path / "x.mp4", limits=video.VideoLimits(max_side=32))
