@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from stylizer.cin import cached_base, load_base, load_rows, mix_rows
+from stylizer.cin import BASE_SHA_KEY, cached_base, load_base, load_rows, mix_rows
 from stylizer.errors import Cancelled
 from stylizer.image import pil_to_tensor
-from stylizer.manifest import Manifest, ModelEntry, load_tensors, sha256_file
+from stylizer.manifest import Manifest, ModelEntry, Preset, load_tensors, save_tensors, sha256_file
 from stylizer.methods import Progress
 from stylizer.train.preset import TrainConfig, fit_cin_style, train_cin_base, train_preset
 from stylizer.transformer import CIN_ARCH, TransformerNet, style_from_rows
@@ -109,6 +110,22 @@ def test_adding_a_style_changes_only_its_new_row(tiny_base, style_image, tmp_pat
     init = {k.removeprefix("init."): v for k, v in load_tensors(base_file).items() if k.startswith("init.")}
     assert set(new) == set(init)
     assert any(not torch.allclose(new[k], init[k], atol=1e-4) for k in new)  # the row did move
+
+
+def test_refit_starts_from_the_presets_own_row(tiny_base, style_image, tmp_path: Path) -> None:
+    """--init-from: a re-fit continues from the preset's row, not from the base's mean row."""
+    base_file, rows = tiny_base
+    content = base_file.parents[1] / "content"
+    base_sha = sha256_file(base_file)
+    entry = ModelEntry("cin_base", base_file, base_sha)
+    moved = {k: v.float() + 0.5 for k, v in load_tensors(rows["alpha"]).items()}  # far from the mean row
+    file = tmp_path / "cin_alpha.safetensors"
+    sha = save_tensors(moved, file, {BASE_SHA_KEY: base_sha})
+    alpha = Preset(name="alpha", method="cin", file=file, sha256=sha, params={"base": "cin_base"})
+    out = tmp_path / "cin_alpha_refit.safetensors"
+    fit_cin_style(style_image, entry, out, content, replace(TINY, steps=1, lr=1e-7), "cpu", init=alpha)
+    new = load_tensors(out)
+    assert all(torch.allclose(new[k].float(), moved[k], atol=1e-2) for k in new)
 
 
 def test_train_preset_api_progress_thumbnail_and_cancel(image_folder: Path, style_image, tmp_path: Path) -> None:

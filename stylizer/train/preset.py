@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .. import image as img
-from ..cin import BASE_SHA_KEY, DEFAULT_BASE, load_base
+from ..cin import BASE_SHA_KEY, DEFAULT_BASE, load_base, load_rows
 from ..device import autocast, resolve_device
 from ..errors import Cancelled, StylizerError
 from ..losses import LossWeights, PerceptualLoss
@@ -261,15 +261,21 @@ def train_cin_base(styles: Sequence[tuple[str, img.ImageSource]], out_dir: Path,
 
 def fit_cin_style(style: img.ImageSource, base_entry: ModelEntry, out_file: Path, content_dir: Path,
                   cfg: TrainConfig | None = None, device: str | torch.device = "auto",
-                  progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> dict[str, float]:
-    """Add one style to a trained CIN net: fit only its (gamma, beta) row; the base file is only read."""
+                  progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+                  init: Preset | None = None) -> dict[str, float]:
+    """Add one style to a trained CIN net: fit only its (gamma, beta) row; the base file is only read.
+
+    The row starts from the base's mean row, or from ``init``'s row (a re-fit of an existing preset with
+    other settings continues where that one stands instead of starting over).
+    """
     cfg = cfg or TrainConfig()
     dev = resolve_device(device)
     vgg = _prepare(dev, cfg)
     steps, batch, lr = _default(cfg, dev, (1500, 200), 2e-2)
     base = load_base(base_entry, dev)
     net = base.net  # a private, frozen copy
-    table = _StyleTable(net.norm_widths, 1, base.init_rows or None).to(dev)
+    start = load_rows(init, base) if init is not None else base.init_rows
+    table = _StyleTable(net.norm_widths, 1, start or None).to(dev)
     loss_fn = PerceptualLoss(vgg, [_style_tensor(style, cfg, dev)], cfg.weights)
     batches = _content_batches(content_dir, cfg, batch, dev)
     zero = torch.zeros(batch, dtype=torch.long, device=dev)
@@ -323,10 +329,12 @@ def train_preset(
     base: str = DEFAULT_BASE,
     sample: img.ImageSource | None = None,
     config: TrainConfig | None = None,
+    init_from: str | None = None,
 ) -> Preset:
     """Train a preset from one style picture and return its draft :class:`Preset` (sha256 filled).
 
-    ``cin`` fits a new row on the manifest's CIN base net (``base``); ``johnson`` trains a whole net.
+    ``cin`` fits a new row on the manifest's CIN base net (``base``), from the mean row or from the row of
+    the preset ``init_from`` (a re-fit); ``johnson`` trains a whole net.
     Weights go to ``out_dir/{method}_{name}.safetensors`` and a thumbnail (``sample``, default the first
     held-out photo of ``content_dir``, stylized at 256 px) to ``out_dir/thumbs/{name}.jpg``.
     Publishing the draft (adding it to a manifest) is the caller's decision.
@@ -345,7 +353,10 @@ def train_preset(
     if method == "johnson":
         train_johnson(style, out_file, content_dir, cfg, device, progress, cancel)
     elif method == "cin":
-        fit_cin_style(style, manifest.model(base), out_file, content_dir, cfg, device, progress, cancel)
+        init = manifest.preset(init_from) if init_from else None
+        if init is not None and init.method != "cin":
+            raise StylizerError(f"--init-from {init_from}: a {init.method} preset has no CIN row")
+        fit_cin_style(style, manifest.model(base), out_file, content_dir, cfg, device, progress, cancel, init)
         params = {"base": base}
     else:
         raise StylizerError(f"presets are trained for cin or johnson, not {method!r}")
@@ -371,6 +382,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--content-dir", type=Path, required=True, help="folder of content photos")
     p.add_argument("-o", "--out-dir", type=Path, default=WEIGHTS_DIR, help="where weights and thumbnails go")
     p.add_argument("--base", default=DEFAULT_BASE, help="name of the CIN base net (model in the manifest)")
+    p.add_argument("--init-from", default=None, metavar="PRESET",
+                   help="cin: start from this preset's row (re-fit it with other settings)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--size", type=int, default=256, help="training crop size (default 256)")
     p.add_argument("--style-size", type=int, default=None, help="long side of style pictures (default 2 x size)")
@@ -436,7 +449,7 @@ def run_cli(args: argparse.Namespace) -> int:
             args.name, args.style, method=args.method, content_dir=args.content_dir, out_dir=out_dir,
             steps=args.steps, size=args.size, device=args.device, display_name=args.display_name,
             manifest=manifest, base=args.base, sample=args.sample, config=cfg,
-            progress=None))
+            progress=None, init_from=args.init_from))
     if not args.no_thumbnail:
         sample = args.sample or _default_sample(args.content_dir)
         for i, preset in enumerate(presets):
