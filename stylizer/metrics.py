@@ -16,8 +16,12 @@ O and C are compared at O's size; S is resized to O's long side for statistics.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,9 +42,47 @@ def _tensor(x: ImageLike) -> torch.Tensor:
     return pil_to_tensor(load_image(x))
 
 
+@dataclass
+class _Summary:
+    """What the metrics need of one image's VGG features (a few MB, not the 100+ MB of the maps)."""
+
+    moments: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    grams: dict[str, torch.Tensor]
+    relu4_1: torch.Tensor
+
+
+_cache: OrderedDict[str, _Summary] = OrderedDict()
+_cache_lock = threading.Lock()
+#: Summaries kept for repeated contents and styles (benchmarks score many outputs against the same ones).
+CACHE_SIZE = 48
+
+
+def _summary(x: torch.Tensor, cached: bool) -> _Summary:
+    key = ""
+    if cached:
+        key = hashlib.sha1(x.numpy().tobytes()).hexdigest() + str(tuple(x.shape))
+        with _cache_lock:
+            if key in _cache:
+                _cache.move_to_end(key)
+                return _cache[key]
+    feats = get_vgg("cpu")(x, STYLE_LAYERS)
+    summary = _Summary({k: mean_std(v) for k, v in feats.items()}, {k: gram(v) for k, v in feats.items()},
+                       feats["relu4_1"])
+    if cached:
+        with _cache_lock:
+            _cache[key] = summary
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return summary
+
+
 @torch.inference_mode()
 def quality(output: ImageLike, content: ImageLike, style: ImageLike) -> dict[str, float]:
-    """Brief section 4 metrics for one (output, content, style) triple."""
+    """Brief section 4 metrics for one (output, content, style) triple.
+
+    The content's and the style's feature summaries are cached (by pixel digest): scoring many outputs
+    against the same photos and paintings costs one VGG pass each instead of four.
+    """
     out = _tensor(output)
     size = tuple(out.shape[-2:])
     con = resize_tensor(_tensor(content), size)
@@ -48,26 +90,25 @@ def quality(output: ImageLike, content: ImageLike, style: ImageLike) -> dict[str
     sty = _tensor(sty_full)
     sty_as_content = resize_tensor(sty, size)
 
-    vgg = get_vgg("cpu")
-    f_out, f_con, f_sty = (vgg(x, STYLE_LAYERS) for x in (out, con, sty))
-    f_sty_c = vgg(sty_as_content, ["relu4_1"])["relu4_1"]
+    s_out = _summary(out, cached=False)
+    s_con, s_sty, s_sty_c = (_summary(x, cached=True) for x in (con, sty, sty_as_content))
 
-    content_err = F.mse_loss(f_out["relu4_1"], f_con["relu4_1"]) / F.mse_loss(f_sty_c, f_con["relu4_1"])
+    content_err = F.mse_loss(s_out.relu4_1, s_con.relu4_1) / F.mse_loss(s_sty_c.relu4_1, s_con.relu4_1)
 
-    def stat_dist(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    def stat_dist(a: _Summary, b: _Summary) -> float:
         total = 0.0
         for layer in STYLE_LAYERS:
-            (ma, sa), (mb, sb) = mean_std(a[layer]), mean_std(b[layer])
+            (ma, sa), (mb, sb) = a.moments[layer], b.moments[layer]
             total += float((ma - mb).abs().mean() + (sa - sb).abs().mean())
         return total
 
-    def gram_dist(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-        return sum(float((gram(a[layer]) - gram(b[layer])).abs().mean()) for layer in STYLE_LAYERS)
+    def gram_dist(a: _Summary, b: _Summary) -> float:
+        return sum(float((a.grams[layer] - b.grams[layer]).abs().mean()) for layer in STYLE_LAYERS)
 
     return {
         "content_err": float(content_err),
-        "style_gap": stat_dist(f_out, f_sty) / max(stat_dist(f_con, f_sty), 1e-12),
-        "gram_gap": gram_dist(f_out, f_sty) / max(gram_dist(f_con, f_sty), 1e-12),
+        "style_gap": stat_dist(s_out, s_sty) / max(stat_dist(s_con, s_sty), 1e-12),
+        "gram_gap": gram_dist(s_out, s_sty) / max(gram_dist(s_con, s_sty), 1e-12),
         "ssim": ssim_luminance(out, con),
     }
 
