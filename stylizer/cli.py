@@ -174,11 +174,8 @@ def _stylize_clip(stylizer: Stylizer, request: StylizeRequest, path: Path, out: 
                   args: argparse.Namespace) -> None:
     if out.suffix.lower() in IMAGE_EXTENSIONS - {".gif"}:
         raise UsageError(f"{path} is a clip: write it to an .mp4 or .gif, not {out.name}")
-    if request.size is None:  # the clip's own size, at most VIDEO_SIZE (a phone's 4K would take minutes)
-        from .video import probe
-
-        request.size = min(VIDEO_SIZE, max(probe(path).size))
-    result = stylizer.stylize_video(request, out, coherent=not args.no_coherence)
+    # without --size: the clip's own size, at most VIDEO_SIZE (a phone's 4K would take minutes)
+    result = stylizer.stylize_video(request, out, coherent=not args.no_coherence, max_size=VIDEO_SIZE)
     log.info("%s -> %s (%d frames, %s fps, %s on %s, %.1fs)", path, out, result.info.frames, result.info.fps,
              result.method, result.device, result.timings["total"])
 

@@ -172,13 +172,14 @@ class Stylizer:
         )
 
     def stylize_video(self, request: StylizeRequest, output: str | Path, *, coherent: bool = True,
-                      batch: int | None = None, limits: VideoLimits | None = None) -> VideoResult:
+                      batch: int | None = None, limits: VideoLimits | None = None,
+                      max_size: int | None = None) -> VideoResult:
         """Stylize a clip (``request.content`` is its path) into ``output`` (mp4, or GIF for a ``.gif``).
 
         Same request as for a picture; ``size`` is the long side of the output frames (None keeps the
-        clip's). Frames go through the method in batches of ``batch``; ``coherent`` blends each frame
-        with the flow-warped previous result (:mod:`stylizer.temporal`). Progress is reported in frames.
-        On CUDA out-of-memory a batch is split, and at one frame the clip continues on the CPU.
+        clip's, at most ``max_size``). Frames go through the method in batches of ``batch``; ``coherent``
+        blends each frame with the flow-warped previous result (:mod:`stylizer.temporal`). Progress is
+        reported in frames. On CUDA out-of-memory a batch is split, and at one frame the clip continues on the CPU.
         """
         from . import video  # PyAV and OpenCV load only for clips
 
@@ -191,7 +192,7 @@ class Stylizer:
         info = video.probe(request.content, limits)
         style_pils = self._load_styles(request, method, name)
         state: dict[str, object] = {"device": resolve_device(request.device)}
-        size = request.size or max(info.size)
+        size = request.size or min(max(info.size), max_size or max(info.size))
         frame_request = replace(request, progress=None)
 
         def run(frames: torch.Tensor) -> torch.Tensor:
@@ -219,7 +220,7 @@ class Stylizer:
         blender = video.TemporalCoherence() if coherent else None
         out_info = video.transcode(request.content, output, run, size=size, batch=batch or video.DEFAULT_BATCH,
                                    coherence=blender, progress=request.progress, cancel=request.cancel,
-                                   limits=limits)
+                                   limits=limits, info=info)
         return VideoResult(path=Path(output), method=name, device=str(state["device"]), info=out_info,
                            timings={"total": time.perf_counter() - t0})
 

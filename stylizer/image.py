@@ -152,12 +152,12 @@ def image_digest(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name (hidden files skipped)."""
+def list_images(folder: Path, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> list[Path]:
+    """Image files (or files of ``extensions``) directly inside ``folder``, sorted by name, hidden ones skipped."""
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")
     )
 
 
@@ -175,11 +175,7 @@ def is_video_file(path: Path) -> bool:
 
 def list_media(folder: Path) -> list[Path]:
     """Images and clips directly inside ``folder``, sorted by name (hidden files skipped)."""
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS and not p.name.startswith(".")
-    )
+    return list_images(folder, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
 
 
 def save_image(image: Image.Image, path: Path, *, quality: int = 95) -> None:

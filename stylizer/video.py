@@ -196,17 +196,18 @@ def transcode(
     cancel: threading.Event | None = None,
     limits: VideoLimits | None = None,
     crf: int = 20,
+    info: VideoInfo | None = None,
 ) -> VideoInfo:
     """Stylize every frame of ``source`` into ``output`` (``.gif`` -> GIF, anything else -> H.264 mp4).
 
     ``stylize`` maps a (B, 3, H, W) float batch in [0, 1] to the same shape; ``coherence`` (a
     :class:`TemporalCoherence`) keeps the nets' grid on the scene and blends the results along the flow.
     Written to a temporary name and renamed at the end, so a cancelled or failed run leaves no half file.
-    Returns the output's :class:`VideoInfo`.
+    Returns the output's :class:`VideoInfo`; ``info``: the source's, when the caller has probed it already.
     """
     source, output = Path(source), Path(output)
     limits = limits or VideoLimits()
-    info = probe(source, limits)
+    info = info or probe(source, limits)
     gif = output.suffix.lower() == ".gif"
     if gif and info.frames > limits.max_gif_frames:
         raise VideoError(f"{source.name}: {info.frames} frames are too many for a GIF "
@@ -222,7 +223,7 @@ def transcode(
             sink = _GifSink(tmp, info.fps) if gif else _Mp4Sink(tmp, info, width, height, container, crf)
             writer = _Writer(sink.write_video)
             try:
-                frames = _decode(container, info, width, height, sink, writer_lock=sink.lock)
+                frames = _decode(container, info, width, height, sink)
                 for group in _batches(frames, max(1, batch)):
                     if cancel is not None and cancel.is_set():
                         raise Cancelled("cancelled")
@@ -266,7 +267,7 @@ def _stylize_group(group: list[np.ndarray], stylize: FrameFn,
     return y.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def _decode(container, info: VideoInfo, width: int, height: int, sink, writer_lock) -> Iterator[np.ndarray]:
+def _decode(container, info: VideoInfo, width: int, height: int, sink) -> Iterator[np.ndarray]:
     """Upright RGB frames at the output size; audio packets go straight to the sink on the way."""
     video = container.streams.video[0]
     video.thread_type = "AUTO"
@@ -277,14 +278,14 @@ def _decode(container, info: VideoInfo, width: int, height: int, sink, writer_lo
     for packet in container.demux(*streams):
         if packet.stream is audio:
             if packet.dts is not None:
-                with writer_lock:
+                with sink.lock:
                     sink.write_audio(packet)
             continue
         for frame in packet.decode():
             rgb = frame.reformat(width=dec_w, height=dec_h, format="rgb24",
                                  interpolation="AREA").to_ndarray()
             yield _upright(rgb, info.rotation)
-    with writer_lock:
+    with sink.lock:
         sink.flush_audio()
 
 
@@ -300,16 +301,15 @@ class _Mp4Sink:
         self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
         self.video.options = {"crf": str(crf), "preset": "veryfast"}
         self.index = 0
-        self.audio_in = source.streams.audio[0] if source.streams.audio else None
         self.audio = None
-        self._transcoder = None
-        if self.audio_in is not None:
-            if self.audio_in.codec_context.name in MP4_AUDIO:
-                self.audio = self.out.add_stream_from_template(self.audio_in)
+        self._reencode = False
+        if source.streams.audio:
+            audio_in = source.streams.audio[0]
+            if audio_in.codec_context.name in MP4_AUDIO:
+                self.audio = self.out.add_stream_from_template(audio_in)
             else:  # e.g. Vorbis from a webm: decode here, encode AAC
-                rate = self.audio_in.codec_context.sample_rate or 48000
-                self.audio = self.out.add_stream("aac", rate=rate)
-                self._transcoder = self.audio_in.codec_context
+                self.audio = self.out.add_stream("aac", rate=audio_in.codec_context.sample_rate or 48000)
+                self._reencode = True
 
     def write_video(self, rgb: np.ndarray) -> None:
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
@@ -322,7 +322,7 @@ class _Mp4Sink:
     def write_audio(self, packet) -> None:
         if self.audio is None:
             return
-        if self._transcoder is None:
+        if not self._reencode:
             packet.stream = self.audio
             self.out.mux(packet)
             return
@@ -331,7 +331,7 @@ class _Mp4Sink:
             self.out.mux(self.audio.encode(frame))
 
     def flush_audio(self) -> None:
-        if self.audio is not None and self._transcoder is not None:
+        if self.audio is not None and self._reencode:
             self.out.mux(self.audio.encode(None))
 
     def close(self) -> None:
