@@ -209,9 +209,6 @@ async def intake(update: Update, context: Context, file_id: str, file_unique_id:
     return await _save_input(services, user_id, file_id, file_unique_id, path, width, height)
 
 
-CLIP_WORDS = {MediaKind.VIDEO: "video", MediaKind.ANIMATION: "GIF", MediaKind.VIDEO_NOTE: "video message"}
-
-
 async def intake_clip(update: Update, context: Context, kind: str, file_id: str, file_unique_id: str,
                       file_size: int | None) -> StoredImage | None:
     """Download, probe (decodable, duration and size limits) and store a video, GIF or video note."""
@@ -221,7 +218,7 @@ async def intake_clip(update: Update, context: Context, kind: str, file_id: str,
     known = await _known(services, user_id, file_unique_id)
     if known is not None:
         return known
-    word = CLIP_WORDS[kind]
+    word = MediaKind.NOUNS[kind]
     data = await _download(update, context, file_id, file_size, what=word)
     if data is None:
         return None
@@ -313,7 +310,7 @@ async def show_presets(update: Update, context: Context, image_id: int, page: in
                                         own_style=services.own_style_method() is not None,
                                         hq=services.hq_method is not None and not clip)
     if presets:
-        what = CLIP_WORDS[content.kind] if clip and content is not None else "photo"
+        what = MediaKind.NOUNS[content.kind] if clip and content is not None else "photo"
         text = f"Pick a style for this {what} 🎨 (see them all with /styles)"
     elif services.own_style_method():
         text = "No preset styles are installed yet — tap “Use my own style” and send a picture to copy the style of."

@@ -76,11 +76,6 @@ class _Work:
     side: int = 0  # long side of the input
 
 
-#: What the status message calls the input, by kind.
-NOUNS = {MediaKind.PHOTO: "picture", MediaKind.VIDEO: "video", MediaKind.ANIMATION: "GIF",
-         MediaKind.VIDEO_NOTE: "video message"}
-
-
 class _Live:
     """What a running job shows; the worker thread writes ``progress``, the ticker reads it."""
 
@@ -287,7 +282,7 @@ class JobRunner:
             message_id = await safe_send(self.bot, chat_id, "🎨 Working on your picture…", cancel_keyboard(job_id))
             await self._set_message(job_id, message_id)
         await self._refresh_positions()
-        live = _Live(NOUNS.get(work.kind, "picture"))
+        live = _Live(MediaKind.NOUNS.get(work.kind, "picture"))
         action = ChatAction.UPLOAD_VIDEO if work.kind in MediaKind.CLIPS else ChatAction.UPLOAD_PHOTO
         ticker = asyncio.create_task(self._tick(job_id, chat_id, message_id, live, action))
         started = time.perf_counter()

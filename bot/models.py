@@ -9,7 +9,7 @@ can be answered from the database. ``migrations/versions`` must describe exactly
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -58,6 +58,8 @@ class MediaKind:
     ANIMATION = "animation"  # GIFs reach bots as silent mp4 animations
     VIDEO_NOTE = "video_note"  # the round ones
     CLIPS = (VIDEO, ANIMATION, VIDEO_NOTE)
+    #: what user text calls each kind
+    NOUNS: ClassVar[dict[str, str]] = {PHOTO: "picture", VIDEO: "video", ANIMATION: "GIF", VIDEO_NOTE: "video message"}
 
 
 class StoredImage(Base):
