@@ -166,6 +166,8 @@ class AdaINMethod:
     description = "Fast, any style picture (AdaIN)"
     accepts_images = True
     slow = False
+    #: normalises through stylizer.features, so full resolution can run tile by tile (stylizer.tiling)
+    tileable = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

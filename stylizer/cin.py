@@ -121,6 +121,10 @@ class CINMethod:
     description = "fast presets from one shared net (conditional instance norm); presets can be mixed"
     accepts_images = False
     slow = False
+    #: normalises through stylizer.features, so full resolution can run tile by tile (stylizer.tiling)
+    tileable = True
+    #: presets are rows of one net: any of them mix by a weighted sum of rows
+    mixes_presets = True
 
     def available(self, manifest: Manifest) -> bool:
         return any(
@@ -147,3 +151,27 @@ class CINMethod:
         out = base.net(job.content.to(dtype), style).float()
         job.report("stylize", 1, 1)
         return blend(job.content, out, job.strength)
+
+    def run_each(self, job: MethodJob) -> torch.Tensor:
+        """One output per style (no mixing): the (1, 3, H, W) content in every preset of ``job.styles``.
+
+        All presets of one base share the net, so they run as one batch with one (gamma, beta) row per
+        sample: a contact sheet of every preset costs about one batched forward pass.
+        """
+        presets = [s.preset for s in job.styles]
+        if any(p is None or p.method != self.name for p in presets):
+            raise MethodError("run_each takes cin presets only")
+        bases = {base_name(p) for p in presets}  # type: ignore[arg-type]
+        if len(bases) > 1:
+            raise MethodError(f"these presets belong to different CIN nets ({', '.join(sorted(bases))})")
+        dtype = inference_dtype(job.device, job.mixed_precision)
+        base = cached_base(job.manifest.model(bases.pop()), job.device, dtype)
+        rows = [load_rows(p, base) for p in presets]  # type: ignore[arg-type]
+        stacked = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+        style = [(g.to(job.device, dtype), b.to(job.device, dtype))
+                 for g, b in style_from_rows(stacked, len(base.net.norms))]
+        content = job.content.expand(len(presets), -1, -1, -1)
+        job.report("stylize", 0, 1)
+        out = base.net(content.to(dtype), style).float()
+        job.report("stylize", 1, 1)
+        return blend(content, out, job.strength)

@@ -20,11 +20,12 @@ import torch
 from PIL import Image
 
 from . import image as img
+from . import tiling
 from .color import ColorMode, match_color, preserve_color
 from .device import empty_cache, is_oom, resolve_device
 from .errors import MethodError, StylizerError
 from .manifest import Manifest, Preset
-from .methods import MethodJob, ProgressFn, StyleInput, available_methods, get_method
+from .methods import MethodJob, Progress, ProgressFn, StyleInput, available_methods, get_method
 
 if TYPE_CHECKING:
     from .video import VideoInfo, VideoLimits
@@ -69,6 +70,8 @@ class StylizeRequest:
     progress: ProgressFn | None = None
     cancel: threading.Event | None = None
     options: dict[str, object] = field(default_factory=dict)
+    #: long side above which tileable methods run tile by tile (None: ``tiling.TILE_SIDE``; 0: never)
+    tile: int | None = None
 
 
 @dataclass
@@ -78,6 +81,18 @@ class VideoResult:
     device: str
     info: VideoInfo  # of the written file: size, fps, frames, audio
     timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What a front end may know about a method without touching it: how to offer it to users."""
+
+    name: str
+    description: str
+    accepts_images: bool  # takes any style picture (else presets only)
+    slow: bool  # high quality, minutes: one at a time, with progress
+    tileable: bool  # full resolution runs in bounded memory
+    mixes_presets: bool  # several of its presets can be blended into one style
 
 
 @dataclass
@@ -97,6 +112,15 @@ class Stylizer:
 
     def methods(self) -> list[str]:
         return available_methods(self.manifest)
+
+    def method_info(self) -> dict[str, MethodInfo]:
+        """The methods that can run in this installation, by name, in preference order."""
+        infos = {}
+        for name in self.methods():
+            m = get_method(name)
+            infos[name] = MethodInfo(name, m.description, m.accepts_images, m.slow, getattr(m, "tileable", False),
+                                     getattr(m, "mixes_presets", False))
+        return infos
 
     def resolve_method(self, request: StylizeRequest) -> str:
         if request.method:
@@ -170,6 +194,42 @@ class Stylizer:
             size=result.size,
             timings={"load": t_load - t0, "run": t_run - t_load, "total": time.perf_counter() - t0},
         )
+
+    def stylize_presets(self, request: StylizeRequest, presets: Sequence[str], batch: int = 8,
+                        ) -> list[tuple[str, Image.Image]]:
+        """The request's content in each of ``presets`` separately (``request.styles`` is ignored): a
+        contact sheet's pictures. Presets of a method that can batch them (``run_each``, e.g. CIN's shared
+        net) go through it ``batch`` at a time; the others one by one. Order follows ``presets``."""
+        content_pil = img.load_image(request.content)
+        device = resolve_device(request.device)
+        size = request.size or max(content_pil.size)
+        content = img.pil_to_tensor(img.resize_long_side(content_pil, size), device)
+        groups: dict[str, list[Preset]] = {}
+        for name in presets:
+            preset = self.manifest.preset(name)
+            groups.setdefault(preset.method, []).append(preset)
+        done: dict[str, Image.Image] = {}
+        total, finished = len(presets), 0
+        for method_name, group in groups.items():
+            method = get_method(method_name)
+            if not method.available(self.manifest):
+                raise MethodError(f"method {method_name!r} has no trained weights in this installation")
+            each = getattr(method, "run_each", None)
+            chunks = [group[i:i + batch] for i in range(0, len(group), batch)] if each else [[p] for p in group]
+            for chunk in chunks:
+                styles = [StyleInput(1.0, preset=p, key=f"preset:{p.name}") for p in chunk]
+                job = MethodJob(content=content, styles=styles, device=device, manifest=self.manifest,
+                                strength=request.strength, mixed_precision=request.mixed_precision,
+                                cancel=request.cancel)
+                job.check_cancelled()
+                with torch.inference_mode():
+                    out = (each(job) if each else method.run(job)).float().clamp(0, 1)
+                for preset, picture in zip(chunk, out, strict=True):
+                    done[preset.name] = img.tensor_to_pil(picture[None])
+                finished += len(chunk)
+                if request.progress is not None:
+                    request.progress(Progress("presets", finished, total))
+        return [(name, done[name]) for name in presets]
 
     def stylize_video(self, request: StylizeRequest, output: str | Path, *, coherent: bool = True,
                       batch: int | None = None, limits: VideoLimits | None = None,
@@ -253,8 +313,14 @@ class Stylizer:
         job.check_cancelled()
         if request.seed is not None:
             torch.manual_seed(request.seed)
+        tile = tiling.TILE_SIDE if request.tile is None else request.tile
         with torch.inference_mode(not method.slow):
-            out = method.run(job).float()
+            if tile and getattr(method, "tileable", False) and max(content.shape[-2:]) > tile:
+                quiet = replace(job, progress=None)
+                out = tiling.run_tiled(lambda part: method.run(replace(quiet, content=part)), content, tile=tile,
+                                       progress=lambda i, n: job.report("tiles", i, n))
+            else:
+                out = method.run(job).float()
         out = out.to(content.device)
         if tuple(out.shape[-2:]) != tuple(content.shape[-2:]):
             out = img.resize_tensor(out, tuple(content.shape[-2:]))

@@ -2,7 +2,69 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
+import torch.nn.functional as F
+
+_local = threading.local()
+
+
+class NormTape:
+    """Normalisation statistics of one forward pass, recorded once and replayed (see :mod:`stylizer.tiling`).
+
+    Instance norm and AdaIN normalise with statistics of the whole input. Run tile by tile, every tile
+    would get its own statistics and its own tone; with a tape, a first pass over the whole (downscaled)
+    picture records them and every tile's pass replays them in the same order.
+    """
+
+    def __init__(self) -> None:
+        self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.replaying = False
+        self._next = 0
+
+    def replay(self) -> None:
+        """Rewind: the next pass (one tile) uses the recorded statistics from the first layer on."""
+        self.replaying, self._next = True, 0
+
+    def take(self, feat: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.replaying:
+            self.stats.append(mean_std(feat, eps))
+            return self.stats[-1]
+        if self._next >= len(self.stats):
+            raise RuntimeError("a tile ran more normalisations than the recorded pass")
+        mean, std = self.stats[self._next]
+        self._next += 1
+        return mean.to(feat.device), std.to(feat.device)
+
+    def __enter__(self) -> NormTape:
+        if getattr(_local, "tape", None) is not None:
+            raise RuntimeError("norm tapes do not nest")
+        _local.tape = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _local.tape = None
+
+
+def norm_stats(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The statistics a normalisation uses: the input's own, or the active :class:`NormTape`'s."""
+    tape: NormTape | None = getattr(_local, "tape", None)
+    return mean_std(feat, eps) if tape is None else tape.take(feat, eps)
+
+
+def instance_norm(x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+                  eps: float = 1e-5) -> torch.Tensor:
+    """``F.instance_norm`` (the fused kernel) unless a :class:`NormTape` supplies the statistics."""
+    if getattr(_local, "tape", None) is None:
+        return F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+    mean, std = norm_stats(x, eps)
+    y = ((x.float() - mean) / std).to(x.dtype)
+    if weight is not None:
+        y = y * weight.to(x.dtype).view(1, -1, 1, 1)
+    if bias is not None:
+        y = y + bias.to(x.dtype).view(1, -1, 1, 1)
+    return y
 
 
 def mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,6 +87,6 @@ def gram(feat: torch.Tensor) -> torch.Tensor:
 
 def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
     """Adaptive instance normalisation (Huang & Belongie 2017): content statistics replaced by the style's."""
-    c_mean, c_std = mean_std(content)
+    c_mean, c_std = norm_stats(content)
     normalised = (content.float() - c_mean) / c_std
     return (normalised * style_std + style_mean).to(content.dtype)

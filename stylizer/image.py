@@ -20,11 +20,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
+try:  # iPhone photos (HEIC/HEIF): pillow-heif adds the format to Pillow's openers
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - an installation without it reads every other format
+    HEIF = False
+else:
+    register_heif_opener()
+    HEIF = True
+
 #: Refuse to decode anything larger than this many pixels (a 12000x12000 header is 144 MP).
 MAX_PIXELS = 50_000_000
 #: Smallest usable side: VGG pools five times, so below this the style statistics are meaningless.
 MIN_SIDE = 16
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif",
+                              ".heic", ".heif"})
 #: Clips :mod:`stylizer.video` takes (a ``.gif`` counts as a clip only when it is animated).
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".gif"})
 

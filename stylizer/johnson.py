@@ -50,6 +50,8 @@ class JohnsonMethod:
     description = "fast presets, one trained network per style (Johnson et al.)"
     accepts_images = False
     slow = False
+    #: normalises through stylizer.features, so full resolution can run tile by tile (stylizer.tiling)
+    tileable = True
 
     def available(self, manifest: Manifest) -> bool:
         return any(p.method == self.name and p.file.is_file() for p in manifest.enabled_presets())

@@ -92,6 +92,8 @@ class Method(Protocol):
     accepts_images: bool
     #: slow, high quality (the bot runs it as "high quality")
     slow: bool
+    # Optional: ``tileable = True`` when the method normalises only through stylizer.features, so the
+    # facade may run large pictures tile by tile (stylizer.tiling); absent means False.
 
     def available(self, manifest: Manifest) -> bool:
         """True when the method can run (e.g. its trained weights are present)."""

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .features import instance_norm
+
 
 @dataclass(frozen=True)
 class Arch:
@@ -84,6 +86,13 @@ class UpsampleConv(ConvLayer):
         return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+class InstanceNorm(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` (same parameters and weight names) that can take taped statistics (tiling)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return instance_norm(x, self.weight, self.bias, self.eps)
+
+
 class CondInstanceNorm(nn.Module):
     """Instance norm whose affine ``(gamma, beta)``, each (N, C), comes from outside (Dumoulin et al. 2017)."""
 
@@ -93,8 +102,8 @@ class CondInstanceNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         if gamma.shape[0] == 1:  # one style for the whole batch: the fused kernel does the affine
-            return F.instance_norm(x, weight=gamma[0].to(x.dtype), bias=beta[0].to(x.dtype), eps=1e-5)
-        x = F.instance_norm(x, eps=1e-5)
+            return instance_norm(x, weight=gamma[0].to(x.dtype), bias=beta[0].to(x.dtype), eps=1e-5)
+        x = instance_norm(x, eps=1e-5)
         return x * gamma[:, :, None, None].to(x.dtype) + beta[:, :, None, None].to(x.dtype)
 
 
@@ -135,7 +144,7 @@ class TransformerNet(nn.Module):
         if conditional:
             self.norms = nn.ModuleList([CondInstanceNorm(c) for c in widths])
         else:
-            self.norms = nn.ModuleList([nn.InstanceNorm2d(c, affine=True) for c in widths])
+            self.norms = nn.ModuleList([InstanceNorm(c, affine=True) for c in widths])
         self.head = ConvLayer(u2, 3, k)
 
     @property
