@@ -1,8 +1,9 @@
 """Builds the python-telegram-bot ``Application``: services, handlers, start-up and shutdown hooks.
 
 Start-up (``post_init``): migrate the database to head, mirror the presets into it, re-queue the
-jobs a previous run left unfinished, start the workers. Shutdown (``post_stop``): stop workers (jobs
-they were running stay ``running`` and are redone at the next start), close the database.
+jobs a previous run left unfinished, start the workers, publish the command menus. Shutdown
+(``post_stop``): stop workers (jobs they were running stay ``running`` and are redone at the next
+start), close the database.
 """
 
 from __future__ import annotations
@@ -13,36 +14,17 @@ from collections.abc import Awaitable
 from typing import Any
 
 from telegram import Update
-from telegram.ext import (
-    Application,
-    ApplicationBuilder,
-    BaseUpdateProcessor,
-    CallbackQueryHandler,
-    CommandHandler,
-    ContextTypes,
-    MessageHandler,
-    TypeHandler,
-    filters,
-)
+from telegram.ext import AIORateLimiter, Application, BaseUpdateProcessor
 
-from . import admin, handlers, store
+from . import handlers
 from .config import Settings
+from .context import CONTEXT_TYPES
 from .db import create_engine, migrate, session_factory
 from .jobs import JobRunner
-from .services import Services, get_services
+from .services import Services
 from .training import Trainer
 
 log = logging.getLogger(__name__)
-
-COMMANDS = [
-    ("start", "how it works"),
-    ("help", "how it works and the commands"),
-    ("styles", "gallery of preset styles"),
-    ("history", "your recent results"),
-    ("settings", "strength, size, colours"),
-    ("cancel", "cancel what is running"),
-    ("privacy", "what is stored; delete my data"),
-]
 
 
 class PerUserUpdateProcessor(BaseUpdateProcessor):
@@ -80,110 +62,23 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
         """Nothing to release."""
 
 
-def classify(update: Update) -> tuple[str, str | None]:
-    """What kind of request this is, for the ``events`` table."""
-    if update.callback_query is not None:
-        return "callback", update.callback_query.data
-    message = update.effective_message
-    if message is None:
-        return "other", None
-    if message.text:
-        return ("command" if message.text.startswith("/") else "text"), message.text[:120]
-    if message.photo:
-        p = message.photo[-1]
-        return "photo", f"{p.width}x{p.height} {p.file_size or '?'}B"
-    if message.animation:
-        return "animation", message.animation.mime_type
-    if message.sticker:
-        return "sticker", message.sticker.emoji
-    for kind in ("video", "video_note", "voice", "audio"):
-        if getattr(message, kind):
-            return kind, None
-    if message.document:
-        d = message.document
-        return "document", f"{d.mime_type} {d.file_name} {d.file_size or '?'}B"
-    return "other", None
-
-
-async def record_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Group -1: every update becomes an ``events`` row (and its sender a ``users`` row) first."""
-    services = get_services(context)
-    kind, detail = classify(update)
-    user, chat = update.effective_user, update.effective_chat
-    async with services.sessions() as session:
-        if user is not None and not user.is_bot:
-            await store.upsert_user(session, user)
-            await session.flush()
-        await store.record_event(session, update.update_id, user.id if user else None, chat.id if chat else None,
-                                 kind, detail)
-        await session.commit()
-
-
-async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log, record and apologise; never let one bad update take anything else down."""
-    log.error("error while handling %s", update, exc_info=context.error)
-    if not isinstance(update, Update):
-        return
-    try:
-        services = get_services(context)
-        async with services.sessions() as session:
-            await store.mark_event(session, update.update_id, "error", repr(context.error)[:256])
-            await session.commit()
-        if update.effective_chat is not None:
-            await context.bot.send_message(update.effective_chat.id,
-                                           "😕 Sorry, something went wrong on my side. Please try again.")
-    except Exception:  # the apology itself failed (network, blocked bot): logging is all we can do
-        log.exception("error handler failed")
-
-
-def add_handlers(app: Application) -> None:
-    app.add_handler(TypeHandler(Update, record_update), group=-1)
-    commands = {
-        "start": handlers.cmd_start, "help": handlers.cmd_help, "styles": handlers.cmd_styles,
-        "history": handlers.cmd_history, "settings": handlers.cmd_settings, "cancel": handlers.cmd_cancel,
-        "privacy": handlers.cmd_privacy, "train": admin.cmd_train, "presets": admin.cmd_presets,
-        "stats": admin.cmd_stats,
-    }
-    for name, callback in commands.items():
-        app.add_handler(CommandHandler(name, callback))
-    app.add_handler(CallbackQueryHandler(handlers.on_callback))
-    train_caption = filters.CaptionRegex(r"^/train(@\w+)?(\s|$)")
-    app.add_handler(MessageHandler((filters.PHOTO | filters.Document.IMAGE) & train_caption, admin.cmd_train))
-    app.add_handler(MessageHandler(filters.COMMAND, handlers.on_unknown_command))
-    app.add_handler(MessageHandler(filters.PHOTO, handlers.on_photo))
-    app.add_handler(MessageHandler(filters.Sticker.ALL, handlers.bad_input("sticker")))
-    app.add_handler(MessageHandler(filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE | filters.Document.VIDEO,
-                                   handlers.on_clip))
-    app.add_handler(MessageHandler(filters.VOICE | filters.AUDIO, handlers.bad_input("voice")))
-    app.add_handler(MessageHandler(filters.Document.IMAGE, handlers.on_image_document))
-    app.add_handler(MessageHandler(filters.Document.ALL, handlers.bad_input("document")))
-    app.add_handler(MessageHandler(filters.TEXT, handlers.on_text))
-    app.add_handler(MessageHandler(filters.ALL, handlers.bad_input("other")))
-    app.add_error_handler(on_error)
-
-
 async def _post_init(app: Application) -> None:
     services: Services = app.bot_data["services"]
     await migrate(services.engine)
     for folder in (services.settings.images_dir, services.settings.results_dir, services.settings.presets_dir):
         folder.mkdir(parents=True, exist_ok=True)
     await services.reload_presets()
-    services.runner = JobRunner(services, app.bot)
-    services.trainer = Trainer(services, app.bot)
-    await services.trainer.start()
-    await services.runner.start()
-    try:
-        await app.bot.set_my_commands(COMMANDS)
-    except Exception as exc:  # cosmetic; a self-hosted or fake API may not support it
-        log.info("setMyCommands failed: %s", exc)
+    runner, trainer = JobRunner(services, app.bot), Trainer(services, app.bot)
+    app.bot_data["runner"], app.bot_data["trainer"] = runner, trainer
+    await trainer.start()
+    await runner.start()
+    await handlers.publish_menus(app, services.settings)
 
 
 async def _post_stop(app: Application) -> None:
-    services: Services = app.bot_data["services"]
-    if services.trainer is not None:
-        await services.trainer.stop()
-    if services.runner is not None:
-        await services.runner.stop()
+    for key in ("trainer", "runner"):
+        if key in app.bot_data:
+            await app.bot_data[key].stop()
 
 
 async def _post_shutdown(app: Application) -> None:
@@ -196,17 +91,21 @@ def build_application(settings: Settings) -> Application:
         raise ValueError("BOT_TOKEN is not set")
     engine = create_engine(settings.database_url)
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine))
-    builder: ApplicationBuilder = (
+    app = (
         Application.builder()
         .token(settings.bot_token)
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_file_url)
+        .context_types(CONTEXT_TYPES)
+        # Telegram's limits (30 messages/s overall, 20/min per group) for every request; a 429 is waited
+        # out and retried (twice), never dropped silently.
+        .rate_limiter(AIORateLimiter(max_retries=2))
         .concurrent_updates(PerUserUpdateProcessor(32))
         .post_init(_post_init)
         .post_stop(_post_stop)
         .post_shutdown(_post_shutdown)
+        .build()
     )
-    app = builder.build()
     app.bot_data["services"] = services
-    add_handlers(app)
+    handlers.register(app)
     return app

@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(20, gt=0, le=20)
     max_image_side: int = Field(10000, ge=16)
     output_size: int = Field(512, ge=16, le=4096)  # default long side of results
-    max_output_size: int = Field(1024, ge=16, le=4096)  # largest size users may pick in /settings
+    # Largest result: the full-resolution file of a photo (its own size up to this), larger runs tile by tile.
+    max_output_size: int = Field(4096, ge=16, le=4096)
+    tile_size: int = Field(1024, ge=0, le=4096)  # long side above which results render in tiles (0: never)
     max_jobs_per_user: int = Field(2, ge=1)  # queued + running at once
     rate_per_minute: int = Field(6, ge=1)  # accepted jobs per user per minute
     max_queue: int = Field(50, ge=1)  # queued jobs overall before new ones are refused
@@ -50,6 +52,10 @@ class Settings(BaseSettings):
     progress_interval: float = Field(1.5, gt=0)  # seconds between status-message edits
     preview_interval: float = Field(8.0, ge=0)  # seconds between Gatys preview updates; 0: no previews
     presets_per_page: int = Field(6, ge=1, le=20)
+    sheet_size: int = Field(256, ge=64, le=512)  # long side of each picture on the "all styles" sheet
+    album_wait: float = Field(1.5, ge=0)  # seconds to wait for the rest of an album before its menu
+    style_wait_minutes: float = Field(10, gt=0)  # how long "send me the style picture" stays open
+    alert_interval: float = Field(60, ge=0)  # seconds between error alerts to admins
     history_size: int = Field(5, ge=1, le=20)
     # Folder of the presets' source paintings (manifest field ``source``, e.g. ../shared/data/styles): the style
     # picture of a preset's high-quality re-run; without it the preset's thumbnail is used.
@@ -84,6 +90,11 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'bot.db'}"
         self.max_output_size = max(self.max_output_size, self.output_size)
         return self
+
+    @property
+    def menu_sizes(self) -> list[int]:
+        """Sizes /settings offers for everyday results (photos); the full-resolution button goes beyond."""
+        return sorted({self.output_size, *(z for z in (384, 512, 768, 1024, 1280) if z <= self.max_output_size)})
 
     @property
     def max_upload_bytes(self) -> int:

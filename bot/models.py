@@ -43,9 +43,13 @@ class User(Base):
     strength: Mapped[float | None] = mapped_column(Float)  # None: the bot's default
     output_size: Mapped[int | None] = mapped_column(Integer)
     preserve_color: Mapped[bool] = mapped_column(Boolean, default=False)
-    # "Use my own style": the content image waiting for a style picture, and the method to use.
+    locale: Mapped[str | None] = mapped_column(String(8))  # chosen with /language; None: the app's language
+    # "Use my own style": the content image waiting for a style picture, the method to use, and since when
+    # (the wait expires, so a photo sent hours later is a new photo, not a style).
     awaiting_image_id: Mapped[int | None] = mapped_column(Integer)
     awaiting_method: Mapped[str | None] = mapped_column(String(32))
+    awaiting_since: Mapped[datetime | None] = mapped_column(DateTime)
+    next_preset: Mapped[str | None] = mapped_column(String(64))  # a deep link's preset, for the next photo
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -62,6 +66,19 @@ class MediaKind:
     NOUNS: ClassVar[dict[str, str]] = {PHOTO: "picture", VIDEO: "video", ANIMATION: "GIF", VIDEO_NOTE: "video message"}
 
 
+class Album(Base):
+    """Photos sent together (one ``media_group_id``): one style menu, one job, results as one album."""
+
+    __tablename__ = "albums"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    media_group_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_albums_user_group", "user_id", "media_group_id", unique=True),)
+
+
 class StoredImage(Base):
     """A user's input picture or clip, saved once under DATA_DIR/images (by Telegram's file_unique_id)."""
 
@@ -76,6 +93,8 @@ class StoredImage(Base):
     height: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16), default=MediaKind.PHOTO, server_default=MediaKind.PHOTO)
     duration: Mapped[float | None] = mapped_column(Float)  # seconds, clips only
+    message_id: Mapped[int | None] = mapped_column(BigInteger)  # the message that last carried it (replies quote it)
+    album_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("albums.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (Index("ix_images_user_unique", "user_id", "file_unique_id", unique=True),)
@@ -85,12 +104,20 @@ class StoredImage(Base):
         return self.kind in MediaKind.CLIPS
 
 
+class JobKind:
+    STYLIZE = "stylize"  # one photo or clip in one style
+    ALBUM = "album"  # every photo of an album (``inputs``) in one style
+    SHEET = "sheet"  # one photo in every preset: a contact sheet
+
+
 class Job(Base):
     """One stylization request; the persisted queue (status queued/running survive restarts)."""
 
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default=JobKind.STYLIZE, server_default=JobKind.STYLIZE)
+    inputs: Mapped[list[int] | None] = mapped_column(JSON)  # album: the images, in order
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     chat_id: Mapped[int] = mapped_column(BigInteger)
     content_image_id: Mapped[int] = mapped_column(Integer, ForeignKey("images.id", ondelete="CASCADE"))
@@ -101,6 +128,8 @@ class Job(Base):
     parent_id: Mapped[int | None] = mapped_column(Integer)  # the result this job varies (strength, colours, ...)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    reply_to: Mapped[int | None] = mapped_column(BigInteger)  # the user's message the status and result quote
+    locale: Mapped[str | None] = mapped_column(String(8))  # language of its messages
     queued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -1,7 +1,8 @@
-"""The bot's long-lived objects in one place, reachable from every handler via ``bot_data``.
+"""The bot's long-lived, shared state below the handlers: settings, database, stylizer, preset list.
 
-Handlers stay plain functions; what they share (settings, database, stylizer, job runner, trainer)
-is built once by :func:`bot.app.build_application` and fetched with :func:`get_services`.
+Built once by :func:`bot.app.build_application` and reached from handlers as ``context.services``
+(:mod:`bot.context`). What a front end may know about the methods comes from the stylizer's own
+metadata (:class:`stylizer.facade.MethodInfo`): the bot never names a method.
 """
 
 from __future__ import annotations
@@ -10,21 +11,16 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from telegram.ext import ContextTypes
 
 from stylizer.device import resolve_device
-from stylizer.facade import Stylizer
+from stylizer.facade import MethodInfo, Stylizer
 from stylizer.manifest import MANIFEST_NAME, Manifest
 
 from . import store
+from .alerts import AdminAlerts
 from .config import Settings
-
-if TYPE_CHECKING:
-    from .jobs import JobRunner
-    from .training import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +31,13 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     stylizer: Stylizer = field(init=False)
-    methods: list[str] = field(default_factory=list)
-    runner: JobRunner | None = None
-    trainer: Trainer | None = None
+    methods: dict[str, MethodInfo] = field(default_factory=dict)  # the available ones, in preference order
+    alerts: AdminAlerts = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.stylizer = Stylizer(self.build_manifest())
+        self.alerts = AdminAlerts(self.settings.admin_ids, self.settings.alert_interval)
 
     @property
     def trained_manifest(self) -> Path:
@@ -62,22 +58,35 @@ class Services:
         """Re-read the manifests (after publishing or deleting a preset) and mirror them into the DB."""
         with self._lock:
             self.stylizer = Stylizer(self.build_manifest())
-        self.methods = self.stylizer.methods()
+        self.methods = self.stylizer.method_info()
         async with self.sessions() as session:
             await store.sync_presets(session, self.stylizer.manifest, self.settings.presets_dir)
             await session.commit()
         log.info("methods available: %s; presets: %d", ", ".join(self.methods) or "none",
                  len(self.stylizer.manifest.presets))
 
+    def is_slow(self, method: str) -> bool:
+        info = self.methods.get(method)
+        return info is not None and info.slow
+
+    def takes_pictures(self, method: str) -> bool:
+        info = self.methods.get(method)
+        return info is not None and info.accepts_images
+
     def own_style_method(self) -> str | None:
-        """AdaIN when its decoder is trained, else Gatys; None when neither can run."""
-        for name in ("adain", "gatys"):
-            if name in self.methods:
-                return name
-        return None
+        """"Any picture": the first fast method that takes style pictures, else a slow one; None if neither."""
+        takers = [m for m in self.methods.values() if m.accepts_images]
+        chosen = next((m for m in takers if not m.slow), takers[0] if takers else None)
+        return chosen.name if chosen is not None else None
+
+    @property
+    def hq_method(self) -> str | None:
+        """"High quality": a slow method that takes style pictures."""
+        return next((m.name for m in self.methods.values() if m.slow and m.accepts_images), None)
 
     def preset_style_image(self, name: str | None) -> Path | None:
-        """A picture standing for a preset's style (its source painting, else its thumbnail) for Gatys re-runs."""
+        """A picture standing for a preset's style (its source painting, else its thumbnail), for the
+        methods that take pictures (high quality re-runs, mixing into an own style)."""
         preset = self.stylizer.manifest.presets.get(name or "")
         if preset is None:
             return None
@@ -86,10 +95,6 @@ class Services:
             return folder / preset.source
         return preset.thumbnail if preset.thumbnail is not None and preset.thumbnail.is_file() else None
 
-    @property
-    def hq_method(self) -> str | None:
-        return "gatys" if "gatys" in self.methods else None
-
-
-def get_services(context: ContextTypes.DEFAULT_TYPE) -> Services:
-    return context.application.bot_data["services"]
+    def preset_title(self, name: str | None) -> str:
+        preset = self.stylizer.manifest.presets.get(name or "")
+        return preset.title if preset is not None else (name or "")

@@ -16,7 +16,7 @@ from telegram import User as TgUser
 
 from stylizer.manifest import Manifest
 
-from .models import Event, Job, JobStatus, PresetRow, StoredImage, TrainingRun, User, utcnow
+from .models import Album, Event, Job, JobKind, JobStatus, PresetRow, StoredImage, TrainingRun, User, utcnow
 
 
 async def upsert_user(session: AsyncSession, tg_user: TgUser) -> User:
@@ -129,6 +129,7 @@ async def delete_user_data(session: AsyncSession, user_id: int) -> list[Path]:
         select(Job.result_path).where(Job.user_id == user_id, Job.result_path.is_not(None)))]
     await session.execute(delete(Job).where(Job.user_id == user_id))
     await session.execute(delete(StoredImage).where(StoredImage.user_id == user_id))
+    await session.execute(delete(Album).where(Album.user_id == user_id))
     await session.execute(delete(Event).where(Event.user_id == user_id))
     await session.execute(delete(User).where(User.id == user_id))
     return files
@@ -137,3 +138,41 @@ async def delete_user_data(session: AsyncSession, user_id: int) -> list[Path]:
 async def interrupted_training(session: AsyncSession) -> list[TrainingRun]:
     query = select(TrainingRun).where(TrainingRun.status.in_(("queued", "running")))
     return list(await session.scalars(query))
+
+
+async def album(session: AsyncSession, user_id: int, media_group_id: str) -> tuple[Album, bool]:
+    """The user's album for ``media_group_id``, and whether it was created just now."""
+    row = await session.scalar(select(Album).where(Album.user_id == user_id, Album.media_group_id == media_group_id))
+    if row is not None:
+        return row, False
+    row = Album(user_id=user_id, media_group_id=media_group_id, created_at=utcnow())
+    session.add(row)
+    await session.flush()
+    return row, True
+
+
+async def album_images(session: AsyncSession, album_id: int) -> list[StoredImage]:
+    return list(await session.scalars(select(StoredImage).where(StoredImage.album_id == album_id)
+                                      .order_by(StoredImage.message_id, StoredImage.id)))
+
+
+async def typical_run_seconds(session: AsyncSession, limit: int = 20) -> float | None:
+    """Median time from start to delivery of the last ``limit`` finished jobs (for queue ETAs)."""
+    rows = (await session.execute(select(Job.started_at, Job.finished_at).where(
+        Job.status == JobStatus.DONE, Job.started_at.is_not(None), Job.finished_at.is_not(None))
+        .order_by(Job.id.desc()).limit(limit))).all()
+    seconds = sorted((finished - started).total_seconds() for started, finished in rows)
+    return seconds[len(seconds) // 2] if seconds else None
+
+
+async def shareable(session: AsyncSession, user_id: int, limit: int, job_id: int | None = None) -> list[Job]:
+    """The user's photo results that Telegram holds (a ``result_file_id``), newest first: inline mode."""
+    query = select(Job).where(Job.user_id == user_id, Job.status == JobStatus.DONE, Job.kind == JobKind.STYLIZE,
+                              Job.result_file_id.is_not(None), Job.result_path.like("%.png"))
+    if job_id is not None:
+        query = query.where(Job.id == job_id)
+    return list(await session.scalars(query.order_by(Job.id.desc()).limit(limit)))
+
+
+async def event_id(session: AsyncSession, update_id: int) -> int | None:
+    return await session.scalar(select(func.max(Event.id)).where(Event.update_id == update_id))

@@ -24,11 +24,13 @@ from stylizer.facade import StyleRef, Stylizer, StylizeRequest
 from stylizer.image import list_images
 from stylizer.manifest import Manifest, Preset, write_preset_manifest
 
-from .jobs import _Live
+from . import store
+from .i18n import N_, translator
 from .keyboards import training_keyboard
 from .models import TrainingRun, utcnow
+from .progress import Live
 from .services import Services
-from .tg import safe_edit, safe_send, with_retry
+from .tg import safe_edit, safe_send
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +61,15 @@ class Trainer:
 
     async def start(self) -> None:
         """Training is not resumable: runs cut short by a restart are marked failed and their admin told."""
-        from . import store
-
         async with self.services.sessions() as session:
             runs = await store.interrupted_training(session)
             for run in runs:
                 run.status, run.error, run.finished_at = "failed", "interrupted by a restart", utcnow()
             await session.commit()
         for run in runs:
-            text = f"⚠ Training of “{run.name}” was interrupted by a restart. Send /train again to retry."
+            _ = translator(run.params.get("locale"))
+            text = _("⚠ Training of “{name}” was interrupted by a restart. Send /train again to retry.",
+                     name=run.name)
             if run.status_message_id:
                 await safe_edit(self.bot, run.chat_id, run.status_message_id, text)
             else:
@@ -109,9 +111,11 @@ class Trainer:
                 await self._train_and_sample(run_id, cancel)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("training run %d crashed", run_id)
-            await self._set(run_id, "failed", "internal error", "😕 Training failed with an internal error (see logs).")
+            await self.services.alerts.send(self.bot, f"⚠ Training run {run_id} crashed: {exc!r}")
+            await self._set(run_id, "failed", "internal error",
+                            N_("😕 Training failed with an internal error (see logs)."))
         finally:
             self._cancels.pop(run_id, None)
 
@@ -122,10 +126,11 @@ class Trainer:
                 return
             run.status = "running"
             await session.commit()
+        _ = translator(run.params.get("locale"))
         if cancel.is_set():
-            await self._set(run_id, "cancelled", "cancelled", "✖ Training cancelled.")
+            await self._set(run_id, "cancelled", "cancelled", _("✖ Training cancelled."))
             return
-        live = _Live()
+        live = Live()
         ticker = asyncio.create_task(self._tick(run, live))
         stylizer = self.services.stylizer
         try:
@@ -139,10 +144,11 @@ class Trainer:
             sample_path = self.sample_image(Path(run.style_path))
             jpeg = await asyncio.to_thread(self._render_sample, stylizer, draft, sample_path, cancel)
         except Cancelled:
-            await self._set(run_id, "cancelled", "cancelled", f"✖ Training of “{run.name}” cancelled.")
+            await self._set(run_id, "cancelled", "cancelled", _("✖ Training of “{name}” cancelled.", name=run.name))
             return
         except StylizerError as exc:
-            await self._set(run_id, "failed", str(exc), f"😕 Training of “{run.name}” failed: {exc}")
+            await self._set(run_id, "failed", str(exc),
+                            _("😕 Training of “{name}” failed: {reason}", name=run.name, reason=exc))
             return
         finally:
             ticker.cancel()
@@ -153,11 +159,13 @@ class Trainer:
             row.status, row.draft, row.finished_at = "done", preset_to_dict(draft), utcnow()
             await session.commit()
         if run.status_message_id:
-            await safe_edit(self.bot, run.chat_id, run.status_message_id, f"✅ Training of “{run.name}” finished.")
-        caption = f"Sample of the new style “{draft.title}” ({draft.method}). Publish it for everyone?"
+            await safe_edit(self.bot, run.chat_id, run.status_message_id,
+                            _("✅ Training of “{name}” finished.", name=run.name))
+        caption = _("Sample of the new style “{title}” ({method}). Publish it for everyone?",
+                    title=draft.title, method=draft.method)
         try:
-            await with_retry(lambda: self.bot.send_photo(run.chat_id, photo=jpeg, caption=caption,
-                                                         reply_markup=training_keyboard(run_id, done=True)))
+            await self.bot.send_photo(run.chat_id, photo=jpeg, caption=caption,
+                                      reply_markup=training_keyboard(_, run_id, done=True))
         except TelegramError as exc:
             log.warning("training sample not delivered: %s", exc)
 
@@ -171,15 +179,17 @@ class Trainer:
         result.image.save(buf, "JPEG", quality=90)
         return buf.getvalue()
 
-    async def _tick(self, run: TrainingRun, live: _Live) -> None:
+    async def _tick(self, run: TrainingRun, live: Live) -> None:
+        _ = translator(run.params.get("locale"))
         last = ""
         while True:
             p = live.progress
-            text = f"🧑‍🎨 Training “{run.name}” ({run.method})…"
+            text = _("🧑‍🎨 Training “{name}” ({method})…", name=run.name, method=run.method)
             if p is not None and p.total:
-                text += f" {round(100 * p.fraction)}% (step {p.step}/{p.total})"
+                text += f" {round(100 * p.fraction)}% ({p.step}/{p.total})"
             if run.status_message_id and text != last:
-                await safe_edit(self.bot, run.chat_id, run.status_message_id, text, training_keyboard(run.id, False))
+                await safe_edit(self.bot, run.chat_id, run.status_message_id, text,
+                                training_keyboard(_, run.id, False))
                 last = text
             await asyncio.sleep(self.settings.progress_interval)
 
@@ -191,6 +201,7 @@ class Trainer:
             run.status, run.error, run.finished_at = status, error, utcnow()
             await session.commit()
             chat_id, message_id = run.chat_id, run.status_message_id
+            text = translator(run.params.get("locale"))(text)  # an N_ msgid, or already translated
         if message_id:
             await safe_edit(self.bot, chat_id, message_id, text)
         else:
@@ -207,7 +218,8 @@ class Trainer:
         async with self.services.sessions() as session:
             run = await session.get(TrainingRun, run_id)
             if run is None or run.status != "done" or not run.draft:
-                return "This draft can't be published (already published, discarded or failed)."
+                return translator(run.params.get("locale") if run else None)(
+                    "This draft can't be published (already published, discarded or failed).")
             draft = preset_from_dict(run.draft)
             presets = self._trained()
             presets[draft.name] = draft
@@ -215,19 +227,19 @@ class Trainer:
             run.status = "published"
             await session.commit()
         await self.services.reload_presets()
-        return f"✅ “{draft.title}” is live for everyone."
+        return translator(run.params.get("locale"))("✅ “{title}” is live for everyone.", title=draft.title)
 
     async def discard(self, run_id: int) -> str:
         async with self.services.sessions() as session:
             run = await session.get(TrainingRun, run_id)
             if run is None or run.status != "done" or not run.draft:
-                return "Nothing to discard."
+                return translator(run.params.get("locale") if run else None)("Nothing to discard.")
             draft = preset_from_dict(run.draft)
             run.status = "discarded"
             await session.commit()
         if draft.name not in self._trained():
             self._remove_files(draft)
-        return f"🗑 Discarded the draft “{draft.title}”."
+        return translator(run.params.get("locale"))("🗑 Discarded the draft “{title}”.", title=draft.title)
 
     async def delete_preset(self, name: str) -> bool:
         """Remove an admin-trained preset (manifest entry and files); shipped presets can only be disabled."""

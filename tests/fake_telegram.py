@@ -436,6 +436,8 @@ class FakeTelegram:
         self.calls: list[Call] = []
         self.callback_answers: dict[str, JSON] = {}  # callback_query_id -> answer params
         self.commands: dict[str, list[JSON]] = {}  # scope/language key -> BotCommand list
+        self.descriptions: dict[str, str] = {}  # "description|ru", "short_description|" -> text
+        self.inline_answers: dict[str, JSON] = {}  # inline_query_id -> answerInlineQuery params
         self.files: dict[str, StoredFile] = {}
         self._files_by_path: dict[str, StoredFile] = {}
         self._users: dict[int, JSON] = {}
@@ -464,6 +466,9 @@ class FakeTelegram:
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._delete_my_commands,
+            "setMyDescription": self._set_description("description"),
+            "setMyShortDescription": self._set_description("short_description"),
+            "answerInlineQuery": self._answer_inline_query,
             "sendMessage": self._send_message,
             "sendPhoto": self._send_photo,
             "sendDocument": self._send_document,
@@ -549,13 +554,31 @@ class FakeTelegram:
         return self._user_message(user_id, fields)
 
     def user_sends_photo(self, user_id: int, image: bytes, caption: str | None = None,
-                         file_size: int | None = None) -> Sent:
+                         file_size: int | None = None, media_group_id: str | None = None) -> Sent:
         """A compressed photo: PhotoSizes of 90/320/800 px below the original, the original last.
 
-        ``file_size`` overrides the reported size of the largest PhotoSize (fakes a huge photo).
+        ``file_size`` overrides the reported size of the largest PhotoSize (fakes a huge photo);
+        ``media_group_id`` makes it part of an album (Telegram sends each photo as its own update).
         """
         sizes = self._store_photo(image, file_size)
-        return self._user_message(user_id, self._with_caption({"photo": sizes}, caption))
+        fields = self._with_caption({"photo": sizes}, caption)
+        if media_group_id:
+            fields["media_group_id"] = media_group_id
+        return self._user_message(user_id, fields)
+
+    def user_sends_album(self, user_id: int, images: list[bytes]) -> list[Sent]:
+        """2-10 photos sent together: one update each, sharing a fresh ``media_group_id``."""
+        if not 2 <= len(images) <= 10:
+            raise ValueError("an album has 2-10 photos")
+        group = str(next(self._media_groups))
+        return [self.user_sends_photo(user_id, image, media_group_id=group) for image in images]
+
+    def user_inline_query(self, user_id: int, query: str = "") -> Sent:
+        """The user types ``@bot query`` in some chat: an ``inline_query`` update."""
+        query_id = f"{next(self._query_ids)}{secrets.randbelow(10**9):09d}"
+        payload = {"id": query_id, "from": copy.deepcopy(self.user(user_id)), "query": query, "offset": "",
+                   "chat_type": "private"}
+        return self._push_update("inline_query", payload)
 
     def user_sends_document(self, user_id: int, data: bytes, file_name: str = "file.bin",
                             mime_type: str | None = None, caption: str | None = None,
@@ -885,6 +908,30 @@ class FakeTelegram:
 
     def _delete_my_commands(self, params: JSON, files: dict[str, Upload]) -> bool:
         self.commands.pop(self._commands_key(params), None)
+        return True
+
+    def _set_description(self, field: str) -> Callable[[JSON, dict[str, Upload]], bool]:
+        limit = 512 if field == "description" else 120
+
+        def handle(params: JSON, files: dict[str, Upload]) -> bool:
+            text = str(params.get(field) or "")
+            if len(text) > limit:
+                raise bad_request(f"{field.upper()}_INVALID")
+            self.descriptions[f"{field}|{params.get('language_code') or ''}"] = text
+            return True
+
+        return handle
+
+    def _answer_inline_query(self, params: JSON, files: dict[str, Upload]) -> bool:
+        results = params.get("results")
+        if isinstance(results, str):
+            results = json.loads(results)
+        if not isinstance(results, list) or len(results) > 50:
+            raise bad_request("RESULTS_TOO_MUCH")
+        for result in results:
+            if result.get("type") == "photo" and "photo_file_id" in result and result["photo_file_id"] not in self.files:
+                raise bad_request("PHOTO_INVALID")  # cached results must name a file Telegram holds
+        self.inline_answers[str(params.get("inline_query_id"))] = {**params, "results": results}
         return True
 
     def _send_message(self, params: JSON, files: dict[str, Upload]) -> JSON:

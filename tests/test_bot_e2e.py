@@ -66,13 +66,13 @@ async def test_photo_preset_result_flow(tg, tmp_path: Path) -> None:
         _, menu = await _menu(chat)
         preset = next(d for d in menu if d.startswith("ps:"))
         await chat.press(preset)
-        status = await chat.wait_text("Queued")
+        status = await chat.wait_text("In the queue")
         assert any(d.startswith("x:") for d in buttons_of(status))  # cancel button on the status message
         result = await chat.wait_result()
         photo = _decode(tg.sent_photos(101)[-1])
         assert max(photo.size) == settings.output_size
         keys = buttons_of(result)
-        assert {"rs:1:25", "rs:1:50", "rs:1:75", "rs:1:100", "rc:1", "ra:1", "rf:1"} <= set(keys)
+        assert {"rs:1:25", "rs:1:50", "rs:1:75", "rs:1:100", "rc:1", "ra:1", "rf:1:0"} <= set(keys)
         await chat.wait_text("Done", method="editMessageText")
 
         await chat.press("rs:1:50")
@@ -80,7 +80,7 @@ async def test_photo_preset_result_flow(tg, tmp_path: Path) -> None:
         assert "• 50%" in buttons_of(half).values()
         await chat.press("rc:1")
         await chat.wait_result(lambda c: "🎨 Keep colours: on" in buttons_of(c).values())
-        await chat.press("rf:1")  # the original is 96 px wide: re-rendered larger, sent as a PNG file
+        await chat.press("rf:1:0")  # the original is 96 px wide: re-rendered larger, sent as a PNG file
         doc = await chat.wait("sendDocument")
         assert "96×64" in text_of(doc)
         await chat.press("ra:1")
@@ -90,9 +90,9 @@ async def test_photo_preset_result_flow(tg, tmp_path: Path) -> None:
         assert "ra:1" in buttons_of(history)
         await chat.text("/styles")  # gallery of thumbnails, then the list
         await chat.wait(["sendMediaGroup", "sendPhoto"])
-        await chat.wait_text("Preset styles:")
+        await chat.wait_text("Styles:")
         await chat.press("rh:1")  # high quality re-run: Gatys with the preset's picture
-        hq = await chat.wait_result(lambda c: "gatys" in text_of(c))
+        hq = await chat.wait_result(lambda c: "High quality" in text_of(c))
         assert "rh:" not in "".join(buttons_of(hq))
 
     jobs = rows(settings, "SELECT status, preset, params FROM jobs ORDER BY id")
@@ -144,7 +144,7 @@ async def test_high_quality_shows_a_preview_then_the_result(tg, tmp_path: Path) 
         await chat.wait_text("High quality")
         await chat.photo(picture(80, 80, seed=6))
         preview = await chat.wait("sendPhoto", lambda c: "Preview" in text_of(c))
-        result = await chat.wait_result(lambda c: "gatys" in text_of(c))
+        result = await chat.wait_result(lambda c: "High quality" in text_of(c))
         assert "rs:1:50" in buttons_of(result)
         await chat.wait("deleteMessage", lambda c: c.params.get("message_id") == preview.result["message_id"])
     assert rows(settings, "SELECT status, method FROM jobs") == [("done", "gatys")]
@@ -159,7 +159,7 @@ async def test_cancel_command_cancels_queued_jobs(tg, tmp_path: Path) -> None:
             await chat.press("hq:1")
             await chat.wait_text("High quality")
             await chat.photo(picture(80, 80, seed=seed))
-            await chat.wait_text("Queued")
+            await chat.wait_text("In the queue")
         await chat.wait_text("%", method="editMessageText")
         await chat.text("/cancel")
         await chat.wait_text("Cancelled 2")
@@ -258,7 +258,7 @@ async def test_limits_are_friendly(tg, tmp_path: Path) -> None:
         await chat.press("hq:1")
         await chat.wait_text("High quality")
         await chat.photo(picture(80, 80, seed=3))
-        await chat.wait_text("Queued")
+        await chat.wait_text("In the queue")
         await chat.press("hq:1")
         await chat.wait_text("High quality")
         await chat.photo(picture(80, 80, seed=4))
@@ -277,7 +277,7 @@ async def test_settings_apply_and_privacy_deletes_everything(tg, tmp_path: Path)
         await chat.wait_button("se:s:50")
         await chat.press("se:s:50")
         await chat.wait_text("Strength: 50%", method="editMessageText")
-        await chat.press("se:c")
+        await chat.press("se:c:0")
         await chat.wait_text("Keep original colours: on", method="editMessageText")
         await _menu(chat)
         await chat.press("ow:1")

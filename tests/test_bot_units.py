@@ -6,10 +6,14 @@ import asyncio
 
 from telegram import Chat, Message, Update, User
 
-from bot import keyboards
-from bot.admin import percentile
+from bot import keyboards, routes
 from bot.app import PerUserUpdateProcessor
+from bot.handlers.admin import percentile
+from bot.handlers.registry import COMMANDS, ROUTES
+from bot.i18n import negotiate, translator
 from bot.models import Job, PresetRow
+
+_ = translator("en")
 
 BIG = 2**53  # ids far beyond what a SQLite bot will reach
 
@@ -23,30 +27,63 @@ def test_callback_data_fits_64_bytes() -> None:
                          enabled=True, available=True) for i in range(15)]
     job = Job(id=BIG, params={"strength": 0.5, "preserve_color": True})
     markups = [
-        keyboards.presets_keyboard(BIG, presets, page=1, per_page=6, own_style=True, hq=True),
-        keyboards.cancel_keyboard(BIG),
-        keyboards.result_keyboard(job, hq_available=True),
-        keyboards.settings_keyboard(0.75, 512, True, [256, 512, 1024]),
-        keyboards.privacy_keyboard(), keyboards.privacy_keyboard(confirm=True),
+        keyboards.presets_keyboard(_, BIG, presets, page=1, per_page=6, own_style=True, hq=True, all_styles=True),
+        keyboards.cancel_keyboard(_, BIG),
+        keyboards.result_keyboard(_, job, hq=True, full_res=1, brush=True, mix=True, share=True),
+        keyboards.result_keyboard(_, job, hq=False, full_res=10, brush=False, mix=False, share=False),
+        keyboards.mix_keyboard(_, BIG, presets),
+        keyboards.settings_keyboard(_, 0.75, 512, True, [256, 512, 1024]),
+        keyboards.privacy_keyboard(_), keyboards.privacy_keyboard(_, confirm=True),
         keyboards.history_keyboard([job], {BIG: "x" * 100}),
-        keyboards.admin_presets_keyboard(presets),
-        keyboards.training_keyboard(BIG, done=True), keyboards.training_keyboard(BIG, done=False),
+        keyboards.admin_presets_keyboard(presets), keyboards.language_keyboard("ru"), keyboards.start_keyboard(_),
+        keyboards.training_keyboard(_, BIG, done=True), keyboards.training_keyboard(_, BIG, done=False),
     ]
     data = [d for m in markups for d in _all_callback_data(m)]
     assert data and all(1 <= len(d.encode()) <= 64 for d in data)
+    # every button's data is matched by exactly one registered route
+    patterns = [route.pattern for route, _callback in ROUTES]
+    assert all(sum(bool(p.match(d)) for p in patterns) == 1 for d in data), data
+
+
+def test_routes_are_defined_once_and_registered() -> None:
+    defined = [v for v in vars(routes).values() if isinstance(v, routes.Route)]
+    assert len({r.code for r in defined}) == len(defined)  # one code, one route
+    assert {r.code for r, _callback in ROUTES} == {r.code for r in defined}  # each has exactly one handler
+    assert len(ROUTES) == len(defined)
+    assert routes.PRESET.data(3, 14) == "ps:3:14" and routes.PRESET.pattern.match("ps:3:14").groups() == ("3", "14")
+    for bad in (("x",), (1,), (1, 2, 3)):
+        try:
+            routes.PRESET.data(*bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+
+
+def test_command_table_feeds_menus_and_help() -> None:
+    names = [c.name for c in COMMANDS]
+    assert len(names) == len(set(names))
+    assert {"start", "help", "styles", "history", "settings", "language", "cancel", "privacy"} <= set(names)
+    assert {c.name for c in COMMANDS if c.admin} == {"train", "presets", "stats"}
+
+
+def test_language_negotiation() -> None:
+    assert negotiate("ru") == "ru" and negotiate("ru-RU") == "ru" and negotiate("de") == "en"
+    assert negotiate(None) == "en" and negotiate("ru", chosen="en") == "en" and negotiate("en", chosen="ru") == "ru"
 
 
 def test_preset_pages_cover_every_preset_once() -> None:
     presets = [PresetRow(id=i, name=f"p{i}", display_name=f"P{i}", method="cin") for i in range(1, 14)]
     seen: list[str] = []
     for page in range(3):
-        markup = keyboards.presets_keyboard(7, presets, page=page, per_page=6, own_style=False, hq=False)
+        markup = keyboards.presets_keyboard(_, 7, presets, page=page, per_page=6, own_style=False, hq=False,
+                                            all_styles=False)
         seen += [d for d in _all_callback_data(markup) if d.startswith("ps:")]
     assert seen == [f"ps:7:{i}" for i in range(1, 14)]
 
 
 def test_result_keyboard_marks_current_strength() -> None:
-    markup = keyboards.result_keyboard(Job(id=3, params={"strength": 0.5}), hq_available=False)
+    markup = keyboards.result_keyboard(_, Job(id=3, params={"strength": 0.5}), hq=False, full_res=1, brush=False,
+                                       mix=False, share=False)
     texts = [b.text for b in markup.inline_keyboard[0]]
     assert texts == ["25%", "• 50%", "75%", "100%"]
     assert "rh:3" not in _all_callback_data(markup)

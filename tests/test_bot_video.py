@@ -54,7 +54,7 @@ async def test_video_comes_back_as_a_video(tg, tmp_path: Path) -> None:
         assert "video" in menu.params["text"]
         assert not any(d.startswith("hq:") for d in buttons_of(menu))  # no high quality for clips
         await chat.press(preset)
-        await chat.wait_text("Queued")
+        await chat.wait_text("In the queue")
         sent = await chat.wait("sendVideo", timeout=120)
         assert not any(d.startswith(("rf:", "rh:")) for d in buttons_of(sent))
         assert any(d.startswith("rs:") for d in buttons_of(sent))

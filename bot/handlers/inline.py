@@ -1,0 +1,29 @@
+"""Inline mode: ``@bot`` in any chat lists the user's recent results; ``#ID`` (the Share button) one."""
+
+from __future__ import annotations
+
+from telegram import InlineQueryResultCachedPhoto, Update
+
+from .. import store
+from ..context import BotContext
+
+#: how many results an empty inline query offers
+RECENT = 20
+
+
+async def on_inline_query(update: Update, context: BotContext) -> None:
+    query = update.inline_query
+    assert query is not None
+    text = query.query.strip()
+    job_id = int(text[1:]) if text.startswith("#") and text[1:].isdigit() else None
+    services = context.services
+    async with services.sessions() as session:
+        jobs = await store.shareable(session, query.from_user.id, RECENT, job_id)
+    _ = context.tr
+    results = [InlineQueryResultCachedPhoto(
+        id=str(job.id), photo_file_id=job.result_file_id,  # type: ignore[arg-type]
+        title=services.preset_title(job.preset) if job.preset else _("your style"),
+        caption=_("Painted by @{bot} in “{style}”", bot=context.bot.username,
+                  style=services.preset_title(job.preset) if job.preset else _("your style")))
+        for job in jobs]
+    await query.answer(results, cache_time=0, is_personal=True)
