@@ -75,7 +75,7 @@ async def _download(update: Update, context: BotContext, file_id: str, file_size
         return None
     if len(data) > settings.max_upload_bytes:
         await refuse(update, context, "file too large",
-                     _("That file is larger than {limit} MB.", limit=f"{limit_mb:g}"))
+                     _("That file is larger than {limit} MB.", limit=format(limit_mb, "g")))
         return None
     return data
 

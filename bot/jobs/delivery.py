@@ -121,7 +121,7 @@ class Delivery:
             await session.commit()
             chat_id, message_id = job.chat_id, job.status_message_id
         if message_id:
-            await safe_edit(self.bot, chat_id, message_id, _("✅ Done in {seconds} s.", seconds=f"{elapsed:.1f}"))
+            await safe_edit(self.bot, chat_id, message_id, _("✅ Done in {seconds} s.", seconds=round(elapsed, 1)))
 
     async def _send_photo(self, job: Job, _: Translator, rendered: Rendered) -> str | None:
         caption = self.caption(job, _, rendered.sizes[0])
