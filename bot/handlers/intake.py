@@ -209,32 +209,34 @@ async def on_image_document(update: Update, context: BotContext) -> None:
 async def _picture(update: Update, context: BotContext, file_id: str, unique_id: str, size: int | None) -> None:
     message = update.effective_message
     assert message is not None
-    album_id = None
-    if message.media_group_id:
-        async with context.services.sessions() as session:
-            album, _created = await store.album(session, message.from_user.id, message.media_group_id)  # type: ignore[union-attr]
-            await session.commit()
-            album_id = album.id
-    image = await intake(update, context, file_id, unique_id, size, album_id)
-    if image is None:
+    if not message.media_group_id:
+        image = await intake(update, context, file_id, unique_id, size)
+        if image is not None:
+            await route_image(update, context, image)
         return
-    if album_id is not None:
-        await _album_photo(update, context, image, album_id)
-    else:
-        await route_image(update, context, image)
+    async with context.services.sessions() as session:
+        album, _created = await store.album(session, message.from_user.id, message.media_group_id)  # type: ignore[union-attr]
+        await session.commit()
+    pending: dict[int, int] = context.bot_data.setdefault("albums in intake", {})
+    pending[album.id] = pending.get(album.id, 0) + 1
+    _schedule_album_menu(update, context, album.id)  # restarted by every photo, before its download
+    try:
+        image = await intake(update, context, file_id, unique_id, size, album.id)
+    finally:
+        pending[album.id] -= 1
+    if image is not None:
+        await mark(update, context, "accepted", f"album {album.id} photo")
 
 
-async def _album_photo(update: Update, context: BotContext, image: StoredImage, album_id: int) -> None:
+def _schedule_album_menu(update: Update, context: BotContext, album_id: int) -> None:
     """An album's photos arrive as separate updates: (re)start a short timer, then one menu for all."""
     assert context.job_queue is not None
     name = f"album-{album_id}"
     for pending in context.job_queue.get_jobs_by_name(name):
         pending.schedule_removal()
-    first = await _first_of_album(context, album_id)
     context.job_queue.run_once(_album_menu, context.services.settings.album_wait, name=name,
-                               chat_id=update.effective_chat.id, user_id=image.user_id,  # type: ignore[union-attr]
-                               data={"album": album_id, "image": first or image.id, "locale": context.locale})
-    await mark(update, context, "accepted", f"album {album_id} photo")
+                               chat_id=update.effective_chat.id, user_id=update.effective_user.id,  # type: ignore[union-attr]
+                               data={"album": album_id, "locale": context.locale})
 
 
 async def _first_of_album(context: BotContext, album_id: int) -> int | None:
@@ -248,9 +250,15 @@ async def _album_menu(context: BotContext) -> None:
     job = context.job
     assert job is not None and job.chat_id is not None
     data: dict = job.data  # type: ignore[assignment]
+    if context.bot_data.get("albums in intake", {}).get(data["album"]):  # a photo is still downloading
+        context.job_queue.run_once(_album_menu, 0.3, name=job.name, chat_id=job.chat_id,  # type: ignore[union-attr]
+                                   user_id=job.user_id, data=data)
+        return
     services = context.services
     _ = i18n.translator(data["locale"])
-    first = await _first_of_album(context, data["album"]) or data["image"]
+    first = await _first_of_album(context, data["album"])
+    if first is None:  # every photo of it was refused (too large, corrupt...)
+        return
     async with services.sessions() as session:
         image = await session.get(StoredImage, first)
     text, markup = await menu(services, _, first)

@@ -149,8 +149,8 @@ class Renderer:
         """Every preset in ``params["presets"]`` on one contact sheet, numbered like the menu under it."""
         names: list[str] = list(work.params.get("presets") or [])
         size = int(work.params.get("size", self.settings.sheet_size))
-        request = self.request(work, work.contents[0], size, progress, cancel)
-        request.styles = []
+        request = StylizeRequest(content=work.contents[0], styles=[], size=size, device=self.settings.stylizer_device,
+                                 progress=progress, cancel=cancel)
         pictures = self.stylizer.stylize_presets(request, names)
         titles = [self.stylizer.manifest.preset(name).title for name, _ in pictures]
         sheet = contact_sheet([p for _, p in pictures], titles)
