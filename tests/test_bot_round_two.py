@@ -241,3 +241,19 @@ async def test_errors_alert_the_admins_with_the_event_id(tg, tmp_path: Path) -> 
         await chat.wait_text("something went wrong")
     assert len([c for c in tg.calls if c.method == "sendMessage" and c.params.get("chat_id") == 900]) == 1
     assert rows(settings, "SELECT count(*) FROM events WHERE outcome = 'error'")[0][0] == 2
+
+
+async def test_sample_photo_button_shows_a_menu(tg, tmp_path: Path) -> None:
+    settings = make_settings(tg, tmp_path)
+    ensure_presets(settings)
+    async with running_bot(settings):
+        chat = UserChat(tg, 311)
+        await chat.text("/start")
+        await chat.wait_button("sm")
+        await chat.press("sm")
+        sample = await chat.wait("sendPhoto", lambda c: "sample photo" in text_of(c))
+        menu, preset = await chat.wait_button("ps:")
+        assert call_params(menu)["reply_parameters"]["message_id"] == sample.result["message_id"]
+        await chat.press(preset)
+        await chat.wait_result(lambda c: "strength" in text_of(c))
+    assert rows(settings, "SELECT file_unique_id, width FROM images") == [("sample", 512)]
