@@ -929,7 +929,8 @@ class FakeTelegram:
         if not isinstance(results, list) or len(results) > 50:
             raise bad_request("RESULTS_TOO_MUCH")
         for result in results:
-            if result.get("type") == "photo" and "photo_file_id" in result and result["photo_file_id"] not in self.files:
+            cached = result.get("photo_file_id") if result.get("type") == "photo" else None
+            if cached is not None and cached not in self.files:
                 raise bad_request("PHOTO_INVALID")  # cached results must name a file Telegram holds
         self.inline_answers[str(params.get("inline_query_id"))] = {**params, "results": results}
         return True

@@ -120,7 +120,7 @@ async def test_full_resolution_of_a_large_document_is_its_own_size(tg, tmp_path:
     async with running_bot(settings):
         chat = UserChat(tg, 303)
         await chat.document(_png(2400, 1600), "big.png", "image/png")
-        menu, preset = await chat.wait_button("ps:")
+        _menu, preset = await chat.wait_button("ps:")
         await chat.press(preset)
         result = await chat.wait_result()
         assert "rf:1:0" in buttons_of(result)
@@ -140,7 +140,7 @@ async def test_heic_and_avif_documents_get_the_style_menu(tg, tmp_path: Path) ->
         await chat.wait_button("ps:")
         await chat.document(_png(120, 90, seed=5, fmt="AVIF"), "pic.avif", "application/octet-stream")
         await chat.wait_button("ps:")
-    assert [r[0] for r in rows(settings, "SELECT path FROM images ORDER BY id")][0].endswith(".heic")
+    assert next(r[0] for r in rows(settings, "SELECT path FROM images ORDER BY id")).endswith(".heic")
 
 
 async def test_all_styles_sheet_then_pick_one(tg, tmp_path: Path) -> None:
@@ -197,13 +197,13 @@ async def test_mix_in_a_second_style(tg, tmp_path: Path) -> None:
     async with running_bot(settings):
         chat = UserChat(tg, 308)
         await chat.photo(picture(96, 64, seed=6))
-        menu, preset = await chat.wait_button("ps:")
+        _menu, preset = await chat.wait_button("ps:")
         await chat.press(preset)
         result = await chat.wait_result()
         if "rm:1" not in buttons_of(result):
             pytest.fail("presets of this build cannot be mixed")  # the shipped CIN presets can
         await chat.press("rm:1")
-        mix_menu, choice = await chat.wait_button("mx:1:")
+        mix_menu, _choice = await chat.wait_button("mx:1:")
         pick = next(d for d in buttons_of(mix_menu) if d.startswith("mx:1:") and d.endswith(":30"))
         await chat.press(pick)
         mixed = await chat.wait_result(lambda c: "+" in text_of(c))
