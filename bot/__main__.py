@@ -1,14 +1,27 @@
-"""``python -m bot``: configure from the environment / ``.env`` and poll Telegram until stopped."""
+"""``python -m bot [ROLE]``: configure from the environment / ``.env`` and run one role.
+
+* (none) — all-in-one: polling, in-process workers, SQLite by default (``bash scripts/run``).
+* ``migrate`` — apply the Alembic migrations to ``DATABASE_URL`` (SQLite or PostgreSQL) and exit; needs no token.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import logging
 import sys
 
 from pydantic import ValidationError
 
+ROLES = ("migrate",)
 
-def main() -> int:
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("role", nargs="?", choices=ROLES, help="default: the all-in-one bot")
+    args = parser.parse_args(argv)
+
     from .config import Settings
 
     try:
@@ -17,13 +30,15 @@ def main() -> int:
         first = exc.errors()[0]
         print(f"error: bad setting {'.'.join(map(str, first['loc'])).upper()}: {first['msg']}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per getUpdates poll otherwise
+    if args.role == "migrate":
+        return asyncio.run(_migrate(settings.database_url))
     if not settings.bot_token:
         print("error: BOT_TOKEN is not set: put it in the environment or in .env (see .env.example)",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per getUpdates poll otherwise
 
     from telegram import Update
 
@@ -31,6 +46,17 @@ def main() -> int:
 
     app = build_application(settings)
     app.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+    return 0
+
+
+async def _migrate(url: str) -> int:
+    from .db import create_engine, migrate
+
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
     return 0
 
 

@@ -53,13 +53,13 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (start-up runs ``upgrade head``)."""
+async def migrate(engine: AsyncEngine, revision: str = "head", downgrade: bool = False) -> None:
+    """Bring the database to ``revision`` (start-up and ``python -m bot migrate`` run ``upgrade head``)."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
 
     def _upgrade(conn: Connection) -> None:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        (command.downgrade if downgrade else command.upgrade)(cfg, revision)
 
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)

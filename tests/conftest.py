@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +59,21 @@ def shared_data() -> Path:
     if not (data / "content").is_dir():
         pytest.skip("../shared/data not present")
     return data
+
+
+@pytest.fixture(scope="session")
+def postgres_base() -> Iterator[str]:
+    """One throwaway PostgreSQL server for the whole run (tests/postgres.py)."""
+    from postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_base: str, request: pytest.FixtureRequest) -> str:
+    """A fresh database per test on the session's server."""
+    from postgres import create_database
+
+    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name.lower())[:50]
+    return create_database(postgres_base, name)

@@ -257,3 +257,29 @@ async def test_sample_photo_button_shows_a_menu(tg, tmp_path: Path) -> None:
         await chat.press(preset)
         await chat.wait_result(lambda c: "strength" in text_of(c))
     assert rows(settings, "SELECT file_unique_id, width FROM images") == [("sample", 512)]
+
+
+async def test_the_same_bot_on_postgresql(tg, tmp_path: Path, postgres_url: str) -> None:
+    """DATABASE_URL=postgresql+asyncpg://...: the same models, migrations and flows (album included)."""
+    import asyncpg
+
+    settings = make_settings(tg, tmp_path, database_url=postgres_url, album_wait=0.5)
+    ensure_presets(settings)
+    async with running_bot(settings):
+        chat = UserChat(tg, 312)
+        await chat.photo(picture(96, 64, seed=1))
+        _menu, preset = await chat.wait_button("ps:")
+        await chat.press(preset)
+        await chat.wait_result()
+        for update in tg.user_sends_album(312, [picture(96, 64, seed=s) for s in (2, 3)]):
+            await update
+        _menu, preset = await chat.wait_button("ps:")
+        await chat.press(preset)
+        await chat.wait("sendMediaGroup")
+    conn = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        jobs = [tuple(r) for r in await conn.fetch("SELECT kind, status FROM jobs ORDER BY id")]
+        events = await conn.fetchval("SELECT count(*) FROM events WHERE user_id = 312")
+    finally:
+        await conn.close()
+    assert jobs == [("stylize", "done"), ("album", "done")] and events == 5
