@@ -205,7 +205,11 @@ async def test_mix_in_a_second_style(tg, tmp_path: Path) -> None:
         await chat.press("rm:1")
         mix_menu, _choice = await chat.wait_button("mx:1:")
         pick = next(d for d in buttons_of(mix_menu) if d.startswith("mx:1:") and d.endswith(":30"))
+        since = tg.mark()
         await chat.press(pick)
+        status = await chat.wait("sendMessage", lambda c: c.index >= since and "In the queue" in text_of(c))
+        assert "about 5 s" in text_of(status)  # an ETA from the recent jobs' times (rounded up to 5 s)
+        assert call_params(status)["reply_parameters"]["message_id"] == 1  # it quotes the user's photo
         mixed = await chat.wait_result(lambda c: "+" in text_of(c))
         assert "70%" in text_of(mixed) and "30%" in text_of(mixed)
 
