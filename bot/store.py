@@ -171,7 +171,8 @@ async def shareable(session: AsyncSession, user_id: int, limit: int, job_id: int
                               Job.result_file_id.is_not(None), Job.result_path.like("%.png"))
     if job_id is not None:
         query = query.where(Job.id == job_id)
-    return list(await session.scalars(query.order_by(Job.id.desc()).limit(limit)))
+    jobs = await session.scalars(query.order_by(Job.id.desc()).limit(3 * limit))
+    return [job for job in jobs if not job.params.get("as_document")][:limit]  # files are documents, not photos
 
 
 async def event_id(session: AsyncSession, update_id: int) -> int | None:
