@@ -23,6 +23,7 @@ from stylizer.errors import Cancelled, StylizerError
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest
 from stylizer.image import list_images
 from stylizer.manifest import Manifest, Preset, write_preset_manifest
+from stylizer.train.preset import train_preset
 
 from . import store
 from .i18n import N_, translator
@@ -135,7 +136,7 @@ class Trainer:
         stylizer = self.services.stylizer
         try:
             draft = await asyncio.to_thread(
-                stylizer.train_preset, run.name, Path(run.style_path), method=run.method,
+                train_preset, run.name, Path(run.style_path), manifest=stylizer.manifest, method=run.method,
                 content_dir=self.settings.train_content_dir, out_dir=self.settings.presets_dir,
                 steps=self.settings.train_steps, size=self.settings.train_size,
                 device=self.settings.stylizer_device, progress=live.update, cancel=cancel,

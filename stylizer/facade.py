@@ -329,19 +329,6 @@ class Stylizer:
             out = preserve_color(out, content, color)
         return out.clamp(0, 1)
 
-    def train_preset(self, name: str, style: img.ImageSource, **kwargs) -> Preset:
-        """Train a new preset from one style picture (see :func:`stylizer.train.preset.train_preset`).
-
-        Returns the draft :class:`Preset` (weights written to ``out_dir``); publishing it is the caller's
-        decision: add it to a manifest file (``write_preset_manifest``) or render a sample first with
-        ``Stylizer(self.manifest.with_presets(draft))``.
-        """
-        try:
-            from .train.preset import train_preset
-        except ImportError as exc:
-            raise MethodError("preset training is not available in this build") from exc
-        return train_preset(name, style, manifest=self.manifest, **kwargs)
-
 
 _default: Stylizer | None = None
 _default_lock = threading.Lock()

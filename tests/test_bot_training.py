@@ -1,6 +1,6 @@
 """Admin preset training through the bot: /train, progress, a sample, Publish, and users get the new preset.
 
-Uses the real ``Stylizer.train_preset`` (a few steps at 64 px on a folder of six generated photos).
+Uses the real ``stylizer.train.preset.train_preset`` (a few steps at 64 px on a folder of six generated photos).
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ def _method() -> str:
 async def test_admin_trains_and_publishes_a_preset(tmp_path: Path, image_folder: Path) -> None:
     method = _method()
     async with FakeTelegram() as tg:
-        # presets_per_page: the zoo has 12 presets, keep the new one on the first menu page
         settings = make_settings(tg, tmp_path, admin_ids="900", train_content_dir=image_folder, train_steps=4,
-                                 train_size=64, presets_per_page=20)
+                                 train_size=64)
         admin, user = UserChat(tg, 900), UserChat(tg, 901)
         async with running_bot(settings):
             await admin.text("/train")  # no picture, no name: usage, nothing runs
@@ -45,6 +44,11 @@ async def test_admin_trains_and_publishes_a_preset(tmp_path: Path, image_folder:
 
             await user.photo(picture(96, 64, seed=3))
             menu, _ = await user.wait_button("ps:")
+            while not any(label == "Bot Test Style" for label in buttons_of(menu).values()):  # later pages
+                page = next(d for d, label in buttons_of(menu).items() if label.startswith("More"))
+                mark = tg.mark()
+                await user.press(page)
+                menu = await tg.wait_for("editMessageReplyMarkup", lambda c, since=mark: c.index >= since)
             pick = next(d for d, label in buttons_of(menu).items() if label == "Bot Test Style")
             await user.press(pick)
             result = await user.wait_result(timeout=60)

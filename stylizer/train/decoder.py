@@ -19,13 +19,10 @@ the final fp16 decoder, and resumes from full checkpoints (decoder, optimizer, s
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TextIO
 
 import torch
 
@@ -37,43 +34,9 @@ from ..losses import content_loss, mean_std_loss
 from ..manifest import save_tensors
 from ..vgg import LAYER_SCALE, get_vgg
 from .data import ImageFolderDataset, StyleAugment, infinite_batches
+from .loop import DecoderConfig, StepLog, lr_at, report_window, save_checkpoint, start_or_resume
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DecoderConfig:
-    content_dir: Path
-    style_dir: Path
-    output: Path
-    steps: int = 160_000
-    size: int = 512  # content short side before cropping
-    crop: int = 256
-    batch: int = 8
-    lr: float = 1e-4
-    lr_decay: float = 5e-5
-    style_weight: float = 10.0
-    content_weight: float = 1.0
-    device: str = "auto"
-    workers: int = 2
-    log_every: int = 100
-    checkpoint: Path | None = None  # default: OUTPUT.ckpt
-    checkpoint_every: int = 1000
-    resume: Path | None = None
-    max_minutes: float | None = None
-    seed: int | None = 0
-    mixed_precision: bool = True
-    log_file: Path | None = None  # JSON lines: the loss curve
-
-
-@dataclass
-class StepLog:
-    step: int
-    loss: float
-    content: float
-    style: float
-    lr: float
-    seconds: float
 
 
 def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor,
@@ -90,39 +53,6 @@ def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor,
     loss_c = content_loss(f_o[ENCODER_LAYER] / scale, t / scale)
     loss_s = sum(mean_std_loss(f_o[k] / LAYER_SCALE[k], *targets[k]) for k in LOSS_LAYERS)
     return loss_c, loss_s  # type: ignore[return-value]
-
-
-def start_or_resume(cfg, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                    key: str = "decoder") -> tuple[Path, int]:
-    """(checkpoint path, first step): ``cfg.checkpoint`` or OUTPUT.ckpt, and the step ``cfg.resume`` reached
-    (the checkpoint keeps the net's weights under ``key``)."""
-    checkpoint = cfg.checkpoint or cfg.output.with_suffix(cfg.output.suffix + ".ckpt")
-    step = 0
-    if cfg.resume is not None:
-        step = _load_checkpoint(cfg.resume, model, optimizer, device, key)
-        log.info("resumed from %s at step %d", cfg.resume, step)
-    return checkpoint, step
-
-
-def report_window(cfg: DecoderConfig, window: list[torch.Tensor], step: int, lr: float, seconds: float,
-                  history: list[StepLog], log_fh: TextIO | None) -> StepLog:
-    """Average the losses since the last report (one GPU sync per report, not per step), log them, append
-    them to ``history`` and to the JSON-lines ``log_fh``. Shared by both AdaIN trainers."""
-    c, s = (float(v) for v in torch.stack(window).mean(0))
-    window.clear()
-    if not (math.isfinite(c) and math.isfinite(s)):
-        raise StylizerError(f"training diverged before step {step} (content {c}, style {s})")
-    entry = StepLog(step, cfg.content_weight * c + cfg.style_weight * s, c, s, lr, seconds)
-    log.info("step %d  loss %.4f  content %.4f  style %.4f  lr %.2e  %.0fs", step, entry.loss, c, s, lr, seconds)
-    history.append(entry)
-    if log_fh:
-        log_fh.write(json.dumps(asdict(entry)) + "\n")
-        log_fh.flush()
-    return entry
-
-
-def _lr(cfg: DecoderConfig, step: int) -> float:
-    return cfg.lr / (1.0 + cfg.lr_decay * step)
 
 
 def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
@@ -155,7 +85,7 @@ def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
     deadline = start + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     try:
         while step < cfg.steps:
-            lr = _lr(cfg, step)
+            lr = lr_at(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             content = next(content_batches).contiguous(memory_format=memory_format)
@@ -195,32 +125,6 @@ def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
     sha = save_tensors(state, cfg.output, metadata)
     log.info("saved decoder to %s (sha256 %s) after %d steps, %.1f min", cfg.output, sha, step, minutes)
     return history
-
-
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                    key: str = "decoder", cfg: DecoderConfig | None = None) -> None:
-    """Write the net (under ``key``), optimizer and step atomically (tmp + rename), plus ``cfg`` when given;
-    :func:`start_or_resume` reads it back. Shared by both AdaIN trainers."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    state = {key: model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
-    if cfg is not None:
-        state["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def _load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     device: torch.device, key: str = "decoder") -> int:
-    if not Path(path).is_file():
-        raise StylizerError(f"checkpoint {path} not found")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-        model.load_state_dict(state[key])
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, KeyError, OSError, ValueError) as exc:
-        raise StylizerError(f"checkpoint {path} is unusable ({exc})") from exc
-    return int(state["step"])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ from ..manifest import Manifest, load_tensors
 from ..transformer import CIN_ARCH, Arch
 from ..vgg import LAYER_SCALE, get_vgg
 from .data import ImageFolderDataset, StyleAugment, infinite_batches
-from .decoder import DecoderConfig, StepLog, report_window, save_checkpoint, start_or_resume
+from .loop import DecoderConfig, StepLog, report_window, save_checkpoint, start_or_resume
 
 log = logging.getLogger(__name__)
 

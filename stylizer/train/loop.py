@@ -1,0 +1,114 @@
+"""What the trainers share: the run configuration, resume from a checkpoint, the step log, checkpoints.
+
+Kept apart from any one trainer so that each trainer imports the loop and no trainer imports another
+(``train.decoder`` used to be imported by ``train.fast_adain`` and import it back).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TextIO
+
+import torch
+
+from ..errors import StylizerError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecoderConfig:
+    content_dir: Path
+    style_dir: Path
+    output: Path
+    steps: int = 160_000
+    size: int = 512  # content short side before cropping
+    crop: int = 256
+    batch: int = 8
+    lr: float = 1e-4
+    lr_decay: float = 5e-5
+    style_weight: float = 10.0
+    content_weight: float = 1.0
+    device: str = "auto"
+    workers: int = 2
+    log_every: int = 100
+    checkpoint: Path | None = None  # default: OUTPUT.ckpt
+    checkpoint_every: int = 1000
+    resume: Path | None = None
+    max_minutes: float | None = None
+    seed: int | None = 0
+    mixed_precision: bool = True
+    log_file: Path | None = None  # JSON lines: the loss curve
+
+
+@dataclass
+class StepLog:
+    step: int
+    loss: float
+    content: float
+    style: float
+    lr: float
+    seconds: float
+
+
+def start_or_resume(cfg, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+                    key: str = "decoder") -> tuple[Path, int]:
+    """(checkpoint path, first step): ``cfg.checkpoint`` or OUTPUT.ckpt, and the step ``cfg.resume`` reached
+    (the checkpoint keeps the net's weights under ``key``)."""
+    checkpoint = cfg.checkpoint or cfg.output.with_suffix(cfg.output.suffix + ".ckpt")
+    step = 0
+    if cfg.resume is not None:
+        step = load_checkpoint(cfg.resume, model, optimizer, device, key)
+        log.info("resumed from %s at step %d", cfg.resume, step)
+    return checkpoint, step
+
+
+def report_window(cfg: DecoderConfig, window: list[torch.Tensor], step: int, lr: float, seconds: float,
+                  history: list[StepLog], log_fh: TextIO | None) -> StepLog:
+    """Average the losses since the last report (one GPU sync per report, not per step), log them, append
+    them to ``history`` and to the JSON-lines ``log_fh``. Shared by both AdaIN trainers."""
+    c, s = (float(v) for v in torch.stack(window).mean(0))
+    window.clear()
+    if not (math.isfinite(c) and math.isfinite(s)):
+        raise StylizerError(f"training diverged before step {step} (content {c}, style {s})")
+    entry = StepLog(step, cfg.content_weight * c + cfg.style_weight * s, c, s, lr, seconds)
+    log.info("step %d  loss %.4f  content %.4f  style %.4f  lr %.2e  %.0fs", step, entry.loss, c, s, lr, seconds)
+    history.append(entry)
+    if log_fh:
+        log_fh.write(json.dumps(asdict(entry)) + "\n")
+        log_fh.flush()
+    return entry
+
+
+def lr_at(cfg: DecoderConfig, step: int) -> float:
+    return cfg.lr / (1.0 + cfg.lr_decay * step)
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                    key: str = "decoder", cfg: DecoderConfig | None = None) -> None:
+    """Write the net (under ``key``), optimizer and step atomically (tmp + rename), plus ``cfg`` when given;
+    :func:`start_or_resume` reads it back. Shared by both AdaIN trainers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    state = {key: model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+    if cfg is not None:
+        state["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     device: torch.device, key: str = "decoder") -> int:
+    if not Path(path).is_file():
+        raise StylizerError(f"checkpoint {path} not found")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        model.load_state_dict(state[key])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, OSError, ValueError) as exc:
+        raise StylizerError(f"checkpoint {path} is unusable ({exc})") from exc
+    return int(state["step"])
