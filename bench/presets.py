@@ -110,7 +110,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", type=int, default=[512, 1024, 2048])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--cin", default="udnie", help="cin preset timed")
+    ap.add_argument("--cin", default="starry_night", help="cin preset timed")
     ap.add_argument("--johnson", default="johnson_udnie", help="johnson preset timed")
     ap.add_argument("--photos", type=int, default=2, help="held-out photos per preset for quality")
     ap.add_argument("--content-dir", type=Path, default=content_dir)

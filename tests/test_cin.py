@@ -48,7 +48,7 @@ def test_forward_is_deterministic_and_needs_a_style() -> None:
 def test_one_hot_mix_equals_the_single_preset(content_image) -> None:
     manifest = Manifest.default()
     base = cached_base(manifest.model("cin_base"), torch.device("cpu"), torch.float32)
-    a, b = (load_rows(manifest.preset(n), base) for n in ("udnie", "starry_night"))
+    a, b = (load_rows(manifest.preset(n), base) for n in ("candy", "starry_night"))
     n = len(base.net.norms)
     cpu = torch.device("cpu")
     x = pil_to_tensor(content_image)

@@ -75,11 +75,11 @@ def test_facade_end_to_end_with_a_committed_preset(name: str, content_image, man
 def test_cin_presets_mix_and_fp32_matches_bf16(content_image, manifest: Manifest) -> None:
     stylizer = Stylizer(manifest)
     mixed = stylizer.stylize(StylizeRequest(content=content_image, size=64,
-                                            styles=[StyleRef(preset="udnie", weight=1), StyleRef(preset="mondrian")]))
+                                            styles=[StyleRef(preset="candy", weight=1), StyleRef(preset="mondrian")]))
     assert mixed.method == "cin"
-    a = stylizer.stylize(StylizeRequest(content=content_image, styles=[StyleRef(preset="udnie")], size=64,
+    a = stylizer.stylize(StylizeRequest(content=content_image, styles=[StyleRef(preset="candy")], size=64,
                                         mixed_precision=False)).image
-    b = stylizer.stylize(StylizeRequest(content=content_image, styles=[StyleRef(preset="udnie")], size=64)).image
+    b = stylizer.stylize(StylizeRequest(content=content_image, styles=[StyleRef(preset="candy")], size=64)).image
     assert np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean() < 6
 
 
@@ -99,7 +99,7 @@ def test_unknown_preset_is_a_clear_error(content_image, manifest: Manifest) -> N
 
 def test_missing_file(tmp_path: Path, content_image, manifest: Manifest) -> None:
     """One preset of a working zoo lost its file: that preset fails clearly, the others keep working."""
-    preset = replace(manifest.preset("udnie"), name="ghost", file=tmp_path / "cin_ghost.safetensors")
+    preset = replace(manifest.preset("starry_night"), name="ghost", file=tmp_path / "cin_ghost.safetensors")
     m = _copy_manifest(tmp_path, manifest, preset, manifest.preset("mondrian"))
     with pytest.raises(PresetError, match="missing"):
         Stylizer(m).stylize(StylizeRequest(content=content_image, styles=[StyleRef(preset="ghost")], size=64))
@@ -108,7 +108,7 @@ def test_missing_file(tmp_path: Path, content_image, manifest: Manifest) -> None
 @pytest.mark.parametrize("method", ["cin", "johnson"])
 def test_corrupt_file_sha_mismatch_and_unhashed(method: str, tmp_path: Path, content_image,
                                                 manifest: Manifest) -> None:
-    src = manifest.preset("udnie" if method == "cin" else "johnson_udnie")
+    src = manifest.preset("starry_night" if method == "cin" else "johnson_udnie")
     broken = tmp_path / f"{method}_broken.safetensors"
     data = bytearray(src.file.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -128,7 +128,7 @@ def test_rows_of_another_base_are_refused(tmp_path: Path, content_image, manifes
     """A row file records its base's sha256; a different base net must not silently use it."""
     from safetensors.torch import load_file, save_file
 
-    src = manifest.preset("udnie")
+    src = manifest.preset("starry_night")
     foreign = tmp_path / "cin_foreign.safetensors"
     save_file(load_file(str(src.file)), str(foreign), metadata={"base_sha256": "0" * 64})
     m = _copy_manifest(tmp_path, manifest, replace(src, name="foreign", file=foreign, sha256=""))
