@@ -77,3 +77,12 @@ def postgres_url(postgres_base: str, request: pytest.FixtureRequest) -> str:
 
     name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name.lower())[:50]
     return create_database(postgres_base, name)
+
+
+@pytest.fixture
+async def tg():
+    """The fake Telegram Bot API server (tests/fake_telegram.py) on a free port of 127.0.0.1."""
+    from fake_telegram import FakeTelegram
+
+    async with FakeTelegram() as server:
+        yield server

@@ -27,16 +27,9 @@ from bot_helpers import (
     text_of,
     wait_rows,
 )
-from fake_telegram import FakeTelegram
 from PIL import Image
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def tg():
-    async with FakeTelegram() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -20,16 +20,9 @@ from bot_helpers import (
     running_bot,
     text_of,
 )
-from fake_telegram import FakeTelegram
 from PIL import Image
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-async def tg():
-    async with FakeTelegram() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -10,18 +10,11 @@ from pathlib import Path
 import pytest
 from bot_helpers import UserChat, buttons_of, ensure_methods, ensure_presets, make_settings, picture, rows, running_bot
 from clips import pan_frames, write_clip
-from fake_telegram import FakeTelegram
 from PIL import Image
 
 from stylizer import video
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-async def tg():
-    async with FakeTelegram() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -151,22 +151,23 @@ async def cb_admin_presets(update: Update, context: BotContext) -> None:
         log.debug("presets edit failed: %s", exc)
 
 
+async def _decide(update: Update, context: BotContext, publish: bool) -> None:
+    """Publish or discard a trained draft; the sample's caption says what happened."""
+    run_id = int(args(context)[0])
+    text = await (context.trainer.publish if publish else context.trainer.discard)(run_id)
+    await answer(update)
+    await mark(update, context, "accepted", f"{'publish' if publish else 'discard'} run {run_id}")
+    await _edit_caption(update, text)
+
+
 @on(routes.PUBLISH, admin=True)
 async def cb_publish(update: Update, context: BotContext) -> None:
-    run_id = args(context)[0]
-    text = await context.trainer.publish(int(run_id))
-    await answer(update)
-    await mark(update, context, "accepted", f"publish run {run_id}")
-    await _edit_caption(update, text)
+    await _decide(update, context, publish=True)
 
 
 @on(routes.DISCARD, admin=True)
 async def cb_discard(update: Update, context: BotContext) -> None:
-    run_id = args(context)[0]
-    text = await context.trainer.discard(int(run_id))
-    await answer(update)
-    await mark(update, context, "accepted", f"discard run {run_id}")
-    await _edit_caption(update, text)
+    await _decide(update, context, publish=False)
 
 
 @on(routes.CANCEL_TRAINING, admin=True)
