@@ -2,6 +2,8 @@
 
 * (none) — all-in-one: polling, in-process workers, SQLite by default (``bash scripts/run``).
 * ``migrate`` — apply the Alembic migrations to ``DATABASE_URL`` (SQLite or PostgreSQL) and exit; needs no token.
+* ``web`` — webhook front end (:mod:`bot.web`): ``WEBHOOK_URL``, ``WEBHOOK_LISTEN``, ``WEBHOOK_SECRET``; jobs
+  are persisted for worker processes, nothing is stylized here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 
 from pydantic import ValidationError
 
-ROLES = ("migrate",)
+ROLES = ("migrate", "web")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         print("error: BOT_TOKEN is not set: put it in the environment or in .env (see .env.example)",
               file=sys.stderr)
         return 2
+
+    if args.role == "web":
+        if not (settings.webhook_url and settings.webhook_secret):
+            print("error: the web role needs WEBHOOK_URL and WEBHOOK_SECRET (see .env.example)", file=sys.stderr)
+            return 2
+        from .web import serve
+
+        asyncio.run(serve(settings))
+        return 0
 
     from telegram import Update
 

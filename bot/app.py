@@ -68,7 +68,8 @@ async def _post_init(app: Application) -> None:
     for folder in (services.settings.images_dir, services.settings.results_dir, services.settings.presets_dir):
         folder.mkdir(parents=True, exist_ok=True)
     await services.reload_presets()
-    runner, trainer = JobRunner(services, app.bot), Trainer(services, app.bot)
+    runner = JobRunner(services, app.bot, local_workers=app.bot_data.get("local_workers", True))
+    trainer = Trainer(services, app.bot)
     app.bot_data["runner"], app.bot_data["trainer"] = runner, trainer
     await trainer.start()
     await runner.start()
@@ -85,14 +86,20 @@ async def _post_shutdown(app: Application) -> None:
     await app.bot_data["services"].engine.dispose()
 
 
-def build_application(settings: Settings) -> Application:
-    """The whole bot as an ``Application`` (not started): ``app.run_polling()`` or drive it in tests."""
+def build_application(settings: Settings, webhook: bool = False) -> Application:
+    """The whole bot as an ``Application`` (not started): ``app.run_polling()`` or drive it in tests.
+
+    ``webhook=True``: no updater (updates come from :mod:`bot.web`) and no stylization workers in-process.
+    """
     if not settings.bot_token:
         raise ValueError("BOT_TOKEN is not set")
     engine = create_engine(settings.database_url)
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine))
+    builder = Application.builder()
+    if webhook:
+        builder = builder.updater(None)
     app = (
-        Application.builder()
+        builder
         .token(settings.bot_token)
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_file_url)
@@ -107,5 +114,6 @@ def build_application(settings: Settings) -> Application:
         .build()
     )
     app.bot_data["services"] = services
+    app.bot_data["local_workers"] = not webhook
     handlers.register(app)
     return app

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     train_size: int = Field(256, ge=16)
     sample_image: Path | None = None  # photo rendered to preview a trained preset (default: first of TRAIN_CONTENT_DIR)
 
+    # Webhook mode (`python -m bot web`): Telegram POSTs updates to WEBHOOK_URL, which reaches this process
+    # at WEBHOOK_LISTEN (host:port) + the URL's path; requests must carry WEBHOOK_SECRET in
+    # X-Telegram-Bot-Api-Secret-Token.
+    webhook_url: str = ""
+    webhook_listen: str = "127.0.0.1:8443"
+    webhook_secret: str = ""
+
     log_level: str = "INFO"
 
     @field_validator("admin_ids", mode="before")

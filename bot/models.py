@@ -191,3 +191,13 @@ class Event(Base):
     reason: Mapped[str | None] = mapped_column(String(256))
     job_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ProcessedUpdate(Base):
+    """Webhook updates whose effects are committed: Telegram re-delivers an update it got no 200 for, and
+    a re-delivered one found here is answered 200 without running again (``python -m bot web``)."""
+
+    __tablename__ = "processed_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    processed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

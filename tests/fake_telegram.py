@@ -438,6 +438,7 @@ class FakeTelegram:
         self.commands: dict[str, list[JSON]] = {}  # scope/language key -> BotCommand list
         self.descriptions: dict[str, str] = {}  # "description|ru", "short_description|" -> text
         self.inline_answers: dict[str, JSON] = {}  # inline_query_id -> answerInlineQuery params
+        self.webhook: JSON | None = None  # setWebhook's parameters while one is set
         self.files: dict[str, StoredFile] = {}
         self._files_by_path: dict[str, StoredFile] = {}
         self._users: dict[int, JSON] = {}
@@ -462,6 +463,7 @@ class FakeTelegram:
             "logOut": self._true,
             "close": self._true,
             "deleteWebhook": self._delete_webhook,
+            "setWebhook": self._set_webhook,
             "getWebhookInfo": self._webhook_info,
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
@@ -877,10 +879,23 @@ class FakeTelegram:
     def _delete_webhook(self, params: JSON, files: dict[str, Upload]) -> bool:
         if params.get("drop_pending_updates"):
             self._updates.clear()
+        self.webhook = None
+        return True
+
+    def _set_webhook(self, params: JSON, files: dict[str, Upload]) -> bool:
+        """Record the webhook (url, secret_token, allowed_updates); tests POST updates to it themselves."""
+        url = str(params.get("url") or "")
+        if url and not re.match(r"^https?://\S+$", url):
+            raise bad_request("bad webhook: invalid URL")
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise bad_request("bad webhook: secret token contains unallowed characters")
+        self.webhook = {k: v for k, v in params.items()} if url else None
         return True
 
     def _webhook_info(self, params: JSON, files: dict[str, Upload]) -> JSON:
-        return {"url": "", "has_custom_certificate": False, "pending_update_count": len(self._updates)}
+        url = (self.webhook or {}).get("url", "")
+        return {"url": url, "has_custom_certificate": False, "pending_update_count": len(self._updates)}
 
     @staticmethod
     def _commands_key(params: JSON) -> str:

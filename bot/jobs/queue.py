@@ -58,8 +58,11 @@ log = logging.getLogger(__name__)
 
 
 class JobRunner:
-    def __init__(self, services: Services, bot: Bot) -> None:
+    def __init__(self, services: Services, bot: Bot, local_workers: bool = True) -> None:
+        """``local_workers=False`` (webhook front ends): jobs are persisted and announced, and wait in the
+        database for worker processes; nothing is stylized in this process."""
         self.services = services
+        self.local_workers = local_workers
         self.settings = services.settings
         self.bot = bot
         self.delivery = Delivery(services, bot)
@@ -75,6 +78,8 @@ class JobRunner:
 
     @property
     def worker_count(self) -> int:
+        if not self.local_workers:
+            return max(1, self.settings.workers)  # for ETAs: the workers elsewhere
         return 1 if self.services.device.startswith("cuda") else self.settings.workers
 
     @property
@@ -83,6 +88,9 @@ class JobRunner:
 
     async def start(self) -> None:
         """Re-queue what a previous run left unfinished, then start the workers."""
+        if not self.local_workers:
+            log.info("no workers in this process: jobs wait in the database")
+            return
         async with self.services.sessions() as session:
             leftovers = await store.active_jobs(session)
             for job in leftovers:
@@ -154,7 +162,8 @@ class JobRunner:
                     row.status_message_id = message_id
                     await session.commit()
             job.status_message_id = message_id
-        await self.queue.put(job.id)
+        if self.local_workers:
+            await self.queue.put(job.id)
         return job
 
     async def _eta(self, session, position: int) -> float | None:
