@@ -51,6 +51,10 @@ async def cmd_train(update: Update, context: BotContext) -> None:
         words, source = [a.lower() for a in (context.args or [])], message.reply_to_message
     usage = _("Reply to a style picture with /train NAME [cin|johnson] (or send the picture with that caption), "
               "e.g. /train sunflowers (NAME: 2–40 lowercase letters, digits or _).")
+    if not context.runner.local_workers:  # a webhook front end runs no heavy work
+        await refuse(update, context, "training on a front end",
+                     _("Training runs in the all-in-one bot (python -m bot), not on a webhook front end."))
+        return
     if not words or not NAME_RE.match(words[0]) or (len(words) > 1 and words[1] not in TRAINABLE) or len(words) > 2:
         await refuse(update, context, "bad /train arguments", usage)
         return
