@@ -132,7 +132,8 @@ class CINMethod:
             for p in manifest.enabled_presets()
         )
 
-    def run(self, job: MethodJob) -> torch.Tensor:
+    def _base_and_rows(self, job: MethodJob) -> tuple[CINBase, list[dict[str, torch.Tensor]], torch.dtype]:
+        """The shared base net (cached, in the inference dtype) and each style's rows, checked to belong to it."""
         presets = []
         for s in job.styles:
             if s.preset is None:
@@ -145,12 +146,19 @@ class CINMethod:
             raise MethodError(f"these presets belong to different CIN nets ({', '.join(sorted(bases))})")
         dtype = inference_dtype(job.device, job.mixed_precision)
         base = cached_base(job.manifest.model(bases.pop()), job.device, dtype)
-        rows = [load_rows(p, base) for p in presets]
-        style = mix_rows(rows, [s.weight for s in job.styles], len(base.net.norms), job.device, dtype)
+        return base, [load_rows(p, base) for p in presets], dtype
+
+    def _forward(self, job: MethodJob, base: CINBase, content: torch.Tensor,
+                 style: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype) -> torch.Tensor:
         job.report("stylize", 0, 1)
-        out = base.net(job.content.to(dtype), style).float()
+        out = base.net(content.to(dtype), style).float()
         job.report("stylize", 1, 1)
-        return blend(job.content, out, job.strength)
+        return blend(content, out, job.strength)
+
+    def run(self, job: MethodJob) -> torch.Tensor:
+        base, rows, dtype = self._base_and_rows(job)
+        style = mix_rows(rows, [s.weight for s in job.styles], len(base.net.norms), job.device, dtype)
+        return self._forward(job, base, job.content, style, dtype)
 
     def run_each(self, job: MethodJob) -> torch.Tensor:
         """One output per style (no mixing): the (1, 3, H, W) content in every preset of ``job.styles``.
@@ -158,20 +166,8 @@ class CINMethod:
         All presets of one base share the net, so they run as one batch with one (gamma, beta) row per
         sample: a contact sheet of every preset costs about one batched forward pass.
         """
-        presets = [s.preset for s in job.styles]
-        if any(p is None or p.method != self.name for p in presets):
-            raise MethodError("run_each takes cin presets only")
-        bases = {base_name(p) for p in presets}  # type: ignore[arg-type]
-        if len(bases) > 1:
-            raise MethodError(f"these presets belong to different CIN nets ({', '.join(sorted(bases))})")
-        dtype = inference_dtype(job.device, job.mixed_precision)
-        base = cached_base(job.manifest.model(bases.pop()), job.device, dtype)
-        rows = [load_rows(p, base) for p in presets]  # type: ignore[arg-type]
+        base, rows, dtype = self._base_and_rows(job)
         stacked = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
         style = [(g.to(job.device, dtype), b.to(job.device, dtype))
                  for g, b in style_from_rows(stacked, len(base.net.norms))]
-        content = job.content.expand(len(presets), -1, -1, -1)
-        job.report("stylize", 0, 1)
-        out = base.net(content.to(dtype), style).float()
-        job.report("stylize", 1, 1)
-        return blend(content, out, job.strength)
+        return self._forward(job, base, job.content.expand(len(rows), -1, -1, -1), style, dtype)

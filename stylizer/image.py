@@ -23,10 +23,9 @@ from .errors import ImageError
 try:  # iPhone photos (HEIC/HEIF): pillow-heif adds the format to Pillow's openers
     from pillow_heif import register_heif_opener
 except ImportError:  # pragma: no cover - an installation without it reads every other format
-    HEIF = False
+    pass
 else:
     register_heif_opener()
-    HEIF = True
 
 #: Refuse to decode anything larger than this many pixels (a 12000x12000 header is 144 MP).
 MAX_PIXELS = 50_000_000
