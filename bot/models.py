@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from .i18n import N_
+
 
 def utcnow() -> datetime:
     """Naive UTC: SQLite drops time zones, so everything in the database is naive UTC."""
@@ -62,8 +64,9 @@ class MediaKind:
     ANIMATION = "animation"  # GIFs reach bots as silent mp4 animations
     VIDEO_NOTE = "video_note"  # the round ones
     CLIPS = (VIDEO, ANIMATION, VIDEO_NOTE)
-    #: what user text calls each kind
-    NOUNS: ClassVar[dict[str, str]] = {PHOTO: "picture", VIDEO: "video", ANIMATION: "GIF", VIDEO_NOTE: "video message"}
+    #: what user text calls each kind (msgids: shown as ``_(MediaKind.NOUNS[kind])``)
+    NOUNS: ClassVar[dict[str, str]] = {PHOTO: N_("picture"), VIDEO: N_("video"), ANIMATION: N_("GIF"),
+                                       VIDEO_NOTE: N_("video message")}
 
 
 class Album(Base):

@@ -130,7 +130,7 @@ async def cmd_history(update: Update, context: BotContext) -> None:
     if not jobs:
         await reply(update, context, _("No results yet. Send me a photo to start!"))
         return
-    titles = {job.id: services.preset_title(job.preset) if job.preset else _("your style") for job in jobs}
+    titles = {job.id: context.runner.delivery.style_title(job, _) for job in jobs}
     lines = [f"#{job.id} · {titles[job.id]} · {job.finished_at:%Y-%m-%d %H:%M} UTC" for job in jobs if job.finished_at]
     await reply(update, context, _("Your recent results (tap to try another style on the same photo):") + "\n"
                 + "\n".join(lines), keyboards.history_keyboard(jobs, titles))

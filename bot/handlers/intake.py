@@ -26,7 +26,7 @@ from .. import i18n, store
 from ..context import BotContext
 from ..i18n import N_
 from ..jobs import JobSpec
-from ..models import JobKind, MediaKind, StoredImage, User, utcnow
+from ..models import MediaKind, StoredImage, User, utcnow
 from ..services import Services
 from ..tg import quoting
 from .common import inputs_of, mark, refuse, submit, user_params
@@ -125,7 +125,7 @@ async def intake(update: Update, context: BotContext, file_id: str, file_unique_
     if await _known(services, user_id, file_unique_id) is not None:
         return await save_input(services, user_id, file_id, file_unique_id, None, message_id=message_id,
                                 album_id=album_id)
-    data = await _download(update, context, file_id, file_size, _("picture"))
+    data = await _download(update, context, file_id, file_size, _(MediaKind.NOUNS[MediaKind.PHOTO]))
     if data is None:
         return None
     try:
@@ -152,7 +152,7 @@ async def intake_clip(update: Update, context: BotContext, kind: str, file_id: s
     message_id = update.effective_message.message_id if update.effective_message else None
     if await _known(services, user_id, file_unique_id) is not None:
         return await save_input(services, user_id, file_id, file_unique_id, None, message_id=message_id)
-    noun = {MediaKind.VIDEO: _("video"), MediaKind.ANIMATION: _("GIF"), MediaKind.VIDEO_NOTE: _("video message")}[kind]
+    noun = _(MediaKind.NOUNS[kind])
     data = await _download(update, context, file_id, file_size, noun)
     if data is None:
         return None
@@ -289,11 +289,9 @@ async def route_image(update: Update, context: BotContext, image: StoredImage) -
         await session.commit()
     chat_id = update.effective_chat.id  # type: ignore[union-attr]
     if content is not None and method:
-        inputs = await inputs_of(context, content)
-        spec = JobSpec(user_id=user_id, chat_id=chat_id, content_image_id=inputs[0], style_image_id=image.id,
-                       method=method, params=user_params(services, user, method), reply_to=content.message_id,
-                       kind=JobKind.ALBUM if len(inputs) > 1 else JobKind.STYLIZE,
-                       inputs=inputs if len(inputs) > 1 else None)
+        spec = JobSpec.over(await inputs_of(context, content), user_id=user_id, chat_id=chat_id,
+                            style_image_id=image.id, method=method, params=user_params(services, user, method),
+                            reply_to=content.message_id)
         await submit(update, context, spec)
         return
     preset = services.stylizer.manifest.presets.get(next_preset or "")

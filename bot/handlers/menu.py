@@ -32,9 +32,7 @@ async def menu(services: Services, _: Translator, image_id: int, page: int = 0):
         if count > 1:
             text = _.ngettext("Pick a style for this photo 🎨", "Pick a style for these {n} photos 🎨", count)
         elif clip:
-            noun = {MediaKind.VIDEO: _("video"), MediaKind.ANIMATION: _("GIF"),
-                    MediaKind.VIDEO_NOTE: _("video message")}.get(content.kind, _("video"))  # type: ignore[union-attr]
-            text = _("Pick a style for this {noun} 🎨", noun=noun)
+            text = _("Pick a style for this {noun} 🎨", noun=_(MediaKind.NOUNS[content.kind]))  # type: ignore[union-attr]
         else:
             text = _("Pick a style for this photo 🎨 (see them all with /styles)")
     elif services.own_style_method():

@@ -60,12 +60,10 @@ async def cb_preset(update: Update, context: BotContext) -> None:
                      context.tr("That style is no longer available — please pick another."))
         return
     user = await current_user(update, context)
-    inputs = await inputs_of(context, image)
-    params = user_params(services, user, preset.method)
-    spec = JobSpec(user_id=user.id, chat_id=update.effective_chat.id, content_image_id=inputs[0],  # type: ignore[union-attr]
-                   preset=preset.name, method=preset.method, params=params, reply_to=image.message_id,
-                   kind=JobKind.ALBUM if len(inputs) > 1 else JobKind.STYLIZE,
-                   inputs=inputs if len(inputs) > 1 else None)
+    spec = JobSpec.over(await inputs_of(context, image), user_id=user.id,
+                        chat_id=update.effective_chat.id,  # type: ignore[union-attr]
+                        preset=preset.name, method=preset.method, params=user_params(services, user, preset.method),
+                        reply_to=image.message_id)
     await submit(update, context, spec)
 
 

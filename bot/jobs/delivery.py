@@ -45,8 +45,7 @@ def queued_text(_: Translator, position: int, eta: float | None = None) -> str:
 
 
 def working_text(_: Translator, media: str, live: Live | None = None) -> str:
-    noun = {MediaKind.VIDEO: _("video"), MediaKind.ANIMATION: _("GIF"),
-            MediaKind.VIDEO_NOTE: _("video message")}.get(media, _("picture"))
+    noun = _(MediaKind.NOUNS.get(media, MediaKind.NOUNS[MediaKind.PHOTO]))
     percent = live.percent if live is not None else None
     if percent is None:
         return _("🎨 Working on your {noun}…", noun=noun)

@@ -53,6 +53,13 @@ class JobSpec:
     reply_to: int | None = None
     locale: str | None = None
 
+    @classmethod
+    def over(cls, inputs: list[int], **fields: object) -> JobSpec:
+        """A job on ``inputs``: one picture, or every photo of an album (then an album job)."""
+        album = len(inputs) > 1
+        return cls(content_image_id=inputs[0], kind=JobKind.ALBUM if album else JobKind.STYLIZE,
+                   inputs=inputs if album else None, **fields)  # type: ignore[arg-type]
+
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +158,7 @@ class JobRunner:
             session.add(job)
             await session.commit()  # persisted before the user is told anything
             position = await store.queue_position(session, job.id)
-            eta = await self._eta(session, position)
+            eta = self._eta(position, await store.typical_run_seconds(session))
         text = queued_text(_, position, eta)
         message_id = await safe_send(self.bot, spec.chat_id, text, self.delivery.cancel_markup(job), spec.reply_to)
         if message_id is not None:
@@ -166,12 +173,9 @@ class JobRunner:
             await self.queue.put(job.id)
         return job
 
-    async def _eta(self, session, position: int) -> float | None:
-        """Seconds until a job at ``position`` is done: rounds of WORKERS jobs at the recent median."""
-        typical = await store.typical_run_seconds(session)
-        if typical is None:
-            return None
-        return -(-position // self.worker_count) * typical
+    def _eta(self, position: int, typical: float | None) -> float | None:
+        """Seconds until a job at ``position`` is done: rounds of WORKERS jobs at the recent median job time."""
+        return None if typical is None else -(-position // self.worker_count) * typical
 
     async def cancel(self, job_id: int) -> bool:
         """Cancel a queued or running job; True if it was still active."""
@@ -311,8 +315,7 @@ class JobRunner:
         for position, job in enumerate(jobs, start=1):
             if job is None or not job.status_message_id:
                 continue
-            eta = None if typical is None else -(-position // self.worker_count) * typical
-            text = queued_text(translator(job.locale), position, eta)
+            text = queued_text(translator(job.locale), position, self._eta(position, typical))
             if self._shown.get(job.id) != text and await safe_edit(
                     self.bot, job.chat_id, job.status_message_id, text, self.delivery.cancel_markup(job)):
                 self._shown[job.id] = text
