@@ -23,7 +23,7 @@ from . import image as img
 from . import tiling
 from .color import ColorMode, match_color, preserve_color
 from .device import empty_cache, is_oom, resolve_device
-from .errors import MethodError, StylizerError
+from .errors import Cancelled, MethodError, StylizerError
 from .manifest import Manifest, Preset
 from .methods import MethodJob, Progress, ProgressFn, StyleInput, available_methods, get_method
 
@@ -194,6 +194,79 @@ class Stylizer:
             size=result.size,
             timings={"load": t_load - t0, "run": t_run - t_load, "total": time.perf_counter() - t0},
         )
+
+    def stylize_batch(self, requests: Sequence[StylizeRequest], batch: int = 8,
+                      ) -> list[StylizeResult | StylizerError]:
+        """Several contents in the same style through shared forward passes (a server's micro-batch).
+
+        The requests must differ only in ``content`` and ``cancel`` (the first one's style, method, size
+        and options are used); contents that come out the same shape share one pass of up to ``batch``.
+        Every network here normalises per picture, so each result equals its own :meth:`stylize` (the
+        tests hold it to that). Per-request failures (an unreadable content, a set ``cancel``) come back
+        as errors in their place, the others still run; slow methods, histogram colour matching and
+        tiled sizes go one by one through :meth:`stylize`.
+        """
+        if not requests:
+            return []
+        first = requests[0]
+        name, method, color = self._check(first)
+        if method.slow or color is ColorMode.HISTOGRAM or len(requests) == 1:
+            return [self._one(r) for r in requests]
+        t0 = time.perf_counter()
+        style_pils = self._load_styles(first, method, name)
+        device = resolve_device(first.device)
+        results: list[StylizeResult | StylizerError | None] = [None] * len(requests)
+        groups: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
+        for i, request in enumerate(requests):
+            try:
+                pil = img.load_image(request.content)
+                tensor = img.pil_to_tensor(img.resize_long_side(pil, first.size or max(pil.size)), device)
+            except StylizerError as exc:
+                results[i] = exc
+                continue
+            tile = tiling.TILE_SIDE if first.tile is None else first.tile
+            if tile and getattr(method, "tileable", False) and max(tensor.shape[-2:]) > tile:
+                results[i] = self._one(request)  # tiles are their own batch
+                continue
+            groups.setdefault(tuple(tensor.shape[-2:]), []).append((i, tensor))
+        t_load = time.perf_counter()
+        for members in groups.values():
+            for start in range(0, len(members), batch):
+                chunk = []
+                for i, tensor in members[start:start + batch]:
+                    cancel = requests[i].cancel
+                    if cancel is not None and cancel.is_set():
+                        results[i] = Cancelled("cancelled")
+                    else:
+                        chunk.append((i, tensor))
+                if not chunk:
+                    continue
+                content = torch.cat([t for _, t in chunk])
+                t_chunk = time.perf_counter()
+                try:
+                    styles = self._style_inputs(first, style_pils, content[:1], None, device, first.size, color)
+                    out = self._apply(method, replace(first, progress=None, cancel=None), content, styles,
+                                      device, color)
+                except Exception as exc:
+                    if not is_oom(exc):
+                        raise
+                    empty_cache(device)  # out of memory as a batch: one by one (each with its own fallbacks)
+                    for i, _ in chunk:
+                        results[i] = self._one(requests[i])
+                    continue
+                run = (time.perf_counter() - t_chunk) / len(chunk)
+                for (i, _), picture in zip(chunk, out, strict=True):
+                    image = img.tensor_to_pil(picture[None])
+                    results[i] = StylizeResult(image=image, method=name, device=str(device), size=image.size,
+                                               timings={"load": (t_load - t0) / len(requests), "run": run,
+                                                        "total": time.perf_counter() - t0, "batch": len(chunk)})
+        return [r if r is not None else StylizerError("not stylized") for r in results]
+
+    def _one(self, request: StylizeRequest) -> StylizeResult | StylizerError:
+        try:
+            return self.stylize(request)
+        except StylizerError as exc:
+            return exc
 
     def stylize_presets(self, request: StylizeRequest, presets: Sequence[str], batch: int = 8,
                         ) -> list[tuple[str, Image.Image]]:

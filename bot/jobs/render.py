@@ -7,6 +7,7 @@ cross the thread boundary) and :func:`render` returns the files and bytes to del
 from __future__ import annotations
 
 import io
+import json
 import math
 import threading
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from stylizer.errors import StylizerError
-from stylizer.facade import StyleRef, Stylizer, StylizeRequest
+from stylizer.facade import StyleRef, Stylizer, StylizeRequest, StylizeResult
 from stylizer.methods import Progress, ProgressFn
 
 from ..config import Settings
@@ -117,15 +118,51 @@ class Renderer:
 
             result = self.stylizer.stylize(self.request(work, content, size, report if count > 1 else progress,
                                                         cancel))
-            path = folder / (f"{work.job_id}.png" if count == 1 else f"{work.job_id}_{i + 1}.png")
-            result.image.save(path, "PNG")
-            out.paths.append(path)
-            out.jpegs.append(jpeg(result.image))
-            out.sizes.append(result.size)
-            out.device = result.device
-            for key, value in result.timings.items():
-                out.timings[key] = out.timings.get(key, 0.0) + value
+            self._add(out, folder / (f"{work.job_id}.png" if count == 1 else f"{work.job_id}_{i + 1}.png"), result)
         return out
+
+    @staticmethod
+    def _add(out: Rendered, path: Path, result: StylizeResult) -> None:
+        result.image.save(path, "PNG")
+        out.paths.append(path)
+        out.jpegs.append(jpeg(result.image))
+        out.sizes.append(result.size)
+        out.device = result.device
+        for key, value in result.timings.items():
+            out.timings[key] = out.timings.get(key, 0.0) + value
+
+    def batch_key(self, work: Work) -> tuple | None:
+        """Jobs with equal keys may share forward passes (:meth:`render_batch`); None: this one runs alone.
+
+        Only single photos of a fast method below the tiling size qualify: everything of the request but
+        its content goes into the key (the facade batches contents in one style, and groups by shape).
+        """
+        info = self.stylizer.method_info().get(work.method)
+        size = int(work.params.get("size", self.settings.output_size))
+        if (work.kind != JobKind.STYLIZE or work.media in MediaKind.CLIPS or len(work.contents) != 1
+                or info is None or info.slow or (self.settings.tile_size and size > self.settings.tile_size)):
+            return None
+        p = work.params
+        return (work.method, work.preset, str(work.style or ""), size, float(p.get("strength", 1.0)),
+                bool(p.get("preserve_color")), str(p.get("brush", "medium")),
+                json.dumps(p.get("mix") or {}, sort_keys=True), bool(p.get("as_document")))
+
+    def render_batch(self, works: list[Work], cancels: list[threading.Event]) -> list[Rendered | StylizerError]:
+        """Runs in a worker thread: jobs of one :meth:`batch_key` through shared forward passes."""
+        size = int(works[0].params.get("size", self.settings.output_size))
+        requests = [self.request(w, w.contents[0], size, None, c) for w, c in zip(works, cancels, strict=True)]
+        results = self.stylizer.stylize_batch(requests, batch=len(requests))
+        done: list[Rendered | StylizerError] = []
+        for work, result in zip(works, results, strict=True):
+            if isinstance(result, StylizerError):
+                done.append(result)
+                continue
+            folder = self.settings.results_dir / str(work.user_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            out = Rendered(paths=[])
+            self._add(out, folder / f"{work.job_id}.png", result)
+            done.append(out)
+        return done
 
     def _clip(self, work: Work, progress: ProgressFn, cancel: threading.Event) -> Rendered:
         """A clip at most VIDEO_SIZE on its long side (video notes: at most 640, Telegram's limit)."""
