@@ -3,7 +3,10 @@
 * (none) — all-in-one: polling, in-process workers, SQLite by default (``bash scripts/run``).
 * ``migrate`` — apply the Alembic migrations to ``DATABASE_URL`` (SQLite or PostgreSQL) and exit; needs no token.
 * ``web`` — webhook front end (:mod:`bot.web`): ``WEBHOOK_URL``, ``WEBHOOK_LISTEN``, ``WEBHOOK_SECRET``; jobs
-  are persisted for worker processes, nothing is stylized here.
+  are queued in PostgreSQL for worker processes, nothing is stylized here.
+* ``worker`` — stylizer worker (:mod:`bot.worker`): takes the queued jobs, sends the results.
+
+``web`` and ``worker`` need ``DATABASE_URL=postgresql+asyncpg://...``: the queue (pgqueuer) lives there.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 
 from pydantic import ValidationError
 
-ROLES = ("migrate", "web")
+ROLES = ("migrate", "web", "worker")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
 
+    if args.role in ("web", "worker") and not settings.uses_postgres:
+        print(f"error: the {args.role} role needs DATABASE_URL=postgresql+asyncpg://... (the job queue lives in "
+              "PostgreSQL; see README, Production)", file=sys.stderr)
+        return 2
     if args.role == "web":
         if not (settings.webhook_url and settings.webhook_secret):
             print("error: the web role needs WEBHOOK_URL and WEBHOOK_SECRET (see .env.example)", file=sys.stderr)
@@ -49,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         from .web import serve
 
         asyncio.run(serve(settings))
+        return 0
+    if args.role == "worker":
+        from . import worker
+
+        asyncio.run(worker.serve(settings))
         return 0
 
     from telegram import Update

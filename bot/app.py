@@ -20,7 +20,7 @@ from . import handlers
 from .config import Settings
 from .context import CONTEXT_TYPES
 from .db import create_engine, migrate, session_factory
-from .jobs import JobRunner
+from .jobs import JobRunner, Role
 from .services import Services
 from .training import Trainer
 
@@ -68,7 +68,7 @@ async def _post_init(app: Application) -> None:
     for folder in (services.settings.images_dir, services.settings.results_dir, services.settings.presets_dir):
         folder.mkdir(parents=True, exist_ok=True)
     await services.reload_presets()
-    runner = JobRunner(services, app.bot, local_workers=app.bot_data.get("local_workers", True))
+    runner = JobRunner(services, app.bot, app.bot_data.get("role", Role.ALL))
     trainer = Trainer(services, app.bot)
     app.bot_data["runner"], app.bot_data["trainer"] = runner, trainer
     await trainer.start()
@@ -84,6 +84,14 @@ async def _post_stop(app: Application) -> None:
 
 async def _post_shutdown(app: Application) -> None:
     await app.bot_data["services"].engine.dispose()
+
+
+def rate_limiter(settings: Settings) -> AIORateLimiter:
+    """Telegram's limits for every request of this process: its share (``MESSAGES_PER_SECOND``) of the
+    30 messages/s a bot may send overall, 20/min per group; a 429 is waited out (``retry_after``) and
+    retried, up to ``RETRIES_ON_429`` times."""
+    return AIORateLimiter(overall_max_rate=settings.messages_per_second, overall_time_period=1,
+                          max_retries=settings.retries_on_429)
 
 
 def build_application(settings: Settings, webhook: bool = False) -> Application:
@@ -104,9 +112,7 @@ def build_application(settings: Settings, webhook: bool = False) -> Application:
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_file_url)
         .context_types(CONTEXT_TYPES)
-        # Telegram's limits (30 messages/s overall, 20/min per group) for every request; a 429 is waited
-        # out and retried (twice), never dropped silently.
-        .rate_limiter(AIORateLimiter(max_retries=2))
+        .rate_limiter(rate_limiter(settings))
         .concurrent_updates(PerUserUpdateProcessor(32))
         .post_init(_post_init)
         .post_stop(_post_stop)
@@ -114,6 +120,6 @@ def build_application(settings: Settings, webhook: bool = False) -> Application:
         .build()
     )
     app.bot_data["services"] = services
-    app.bot_data["local_workers"] = not webhook
+    app.bot_data["role"] = Role.FRONT if webhook else Role.ALL
     handlers.register(app)
     return app

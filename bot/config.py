@@ -74,6 +74,17 @@ class Settings(BaseSettings):
     webhook_listen: str = "127.0.0.1:8443"
     webhook_secret: str = ""
 
+    # Production mode (web replicas + `python -m bot worker`, PostgreSQL only). Fast single photos of one style
+    # share forward passes: up to BATCH_MAX jobs, waiting at most BATCH_WAIT_MS for each other (1: no batching).
+    batch_max: int = Field(8, ge=1, le=64)
+    batch_wait_ms: float = Field(20, ge=0, le=2000)
+    # A worker's claimed job whose heartbeat is older than this goes to another worker (a dead worker's job).
+    heartbeat_timeout: float = Field(30, ge=1)
+    # This process's share of Telegram's 30 messages/s: 30 / the number of processes that send (web replicas and
+    # workers), so that together they stay under it; 429 answers are retried after retry_after.
+    messages_per_second: float = Field(30, gt=0, le=30)
+    retries_on_429: int = Field(5, ge=0, le=50)
+
     log_level: str = "INFO"
 
     @field_validator("admin_ids", mode="before")
@@ -118,6 +129,10 @@ class Settings(BaseSettings):
     @property
     def presets_dir(self) -> Path:
         return self.data_dir / "presets"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
 
     def is_admin(self, user_id: int | None) -> bool:
         return user_id is not None and user_id in self.admin_ids

@@ -19,6 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: Tables of the queue engine (pgqueuer, PostgreSQL only): created by a migration, but not our models.
+QUEUE_TABLE_PREFIX = "pgqueuer"
+
+
+def ours(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic ``include_name``: compare our models only, not the queue engine's tables."""
+    return not (type_ == "table" and (name or "").startswith(QUEUE_TABLE_PREFIX))
 
 
 def alembic_config(url: str) -> Config:

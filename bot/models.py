@@ -142,6 +142,9 @@ class Job(Base):
     result_file_id: Mapped[str | None] = mapped_column(String(256))
     result_path: Mapped[str | None] = mapped_column(String(512))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The update that asked for it: a webhook update re-delivered after a replica died mid-request makes no
+    # second job (NULL for jobs nobody asked for by an update, which never clash).
+    update_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
 
 
 class PresetRow(Base):

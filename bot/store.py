@@ -77,6 +77,10 @@ async def count_recent_jobs(session: AsyncSession, user_id: int, seconds: float 
     ) or 0
 
 
+async def job_for_update(session: AsyncSession, update_id: int) -> Job | None:
+    return await session.scalar(select(Job).where(Job.update_id == update_id))
+
+
 async def queued_ids(session: AsyncSession) -> list[int]:
     return list(await session.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.id)))
 

@@ -10,7 +10,8 @@ more than PTB's built-in webhook server gives:
 * an update whose effects are already committed (``processed_updates``) is answered 200 without running
   again, so a re-delivery after a late crash is processed once.
 
-No stylization runs here: accepted jobs are persisted (``JobRunner(local_workers=False)``) for workers.
+No stylization runs here: accepted jobs are persisted (``Role.FRONT``: the row and its pgqueuer entry in one
+transaction) for ``python -m bot worker`` processes.
 """
 
 from __future__ import annotations

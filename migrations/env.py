@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.db import ours
 from bot.models import Base
 
 config = context.config
@@ -24,6 +25,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite needs table rebuilds for ALTERs
         compare_type=True,
+        include_name=ours,  # pgqueuer's tables are its own
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -8,6 +8,7 @@ while a real one is missing from this build (:func:`ensure_methods`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -83,7 +84,22 @@ async def running_bot(settings: Settings) -> AsyncIterator[Application]:
 
 
 def rows(settings: Settings, sql: str, *args: Any) -> list[tuple]:
-    """Query the bot's SQLite file directly (what an operator would see)."""
+    """Query the bot's database directly (what an operator would see): its SQLite file, or its PostgreSQL
+    (asyncpg in a thread of its own, so this works from inside a running event loop too; ``$1`` params)."""
+    if settings.uses_postgres:
+        import asyncpg
+
+        from bot.worker import asyncpg_dsn
+
+        async def fetch() -> list[tuple]:
+            conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+            try:
+                return [tuple(r) for r in await conn.fetch(sql, *args)]
+            finally:
+                await conn.close()
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, fetch()).result()
     path = settings.database_url.split(":///", 1)[1]
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return conn.execute(sql, args).fetchall()

@@ -42,6 +42,14 @@ queue an update and return it, and may also be awaited, whichever reads better i
   "chat not found", as on Telegram. ``user_presses`` raises LookupError for a button that is not there.
 - Faults: ``flood(method, times, retry_after)`` (429 → ``RetryAfter``), ``fail(method, status, description,
   times)`` (e.g. 502 → ``NetworkError``), ``block(user_id)`` (403 → ``Forbidden``).
+- Telegram's overall limit: ``limit_rate(per_second=30)`` answers 429 (retry_after 1) to any sending or
+  editing call beyond that many in the last second, across every client; ``rate_limited`` counts them.
+- Webhook push mode: ``push_webhooks(replicas)`` POSTs queued updates to the URL given in ``setWebhook``
+  (with its ``secret_token``), round-robin over ``replicas`` (``http://host:port`` of the load balancer's
+  backends; the webhook URL's path is kept) like Telegram behind a load balancer: one update per user in
+  flight (a user's updates stay in order), an update not answered 200 (refused, timed out, connection
+  dropped by a killed replica) is delivered again, to the next replica. ``deliveries`` records
+  (update_id, url, status) of every attempt; ``getUpdates`` answers 409 Conflict while a webhook is set.
 
 Error descriptions are Telegram's where they are known and stable ("message is not modified: ...",
 "BUTTON_DATA_INVALID", "PHOTO_INVALID_DIMENSIONS", "file is too big", "message to edit not found", ...);
@@ -65,10 +73,13 @@ import re
 import secrets
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 from PIL import Image
 
@@ -455,6 +466,11 @@ class FakeTelegram:
         self._pending_queries: set[str] = set()
         self._allowed_updates: list[str] | None = None
         self._faults: dict[str, list[ApiError]] = {}
+        self._rate: float | None = None  # limit_rate: sending calls per second overall
+        self._sent_times: deque[float] = deque()
+        self.rate_limited = 0
+        self.deliveries: list[tuple[int, str, int]] = []  # push mode: (update_id, url, HTTP status or 0)
+        self._pusher: asyncio.Task | None = None
         self._changed = asyncio.Event()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -515,9 +531,14 @@ class FakeTelegram:
         return self
 
     async def stop(self) -> None:
-        """Release pending long polls, then close the server."""
+        """Release pending long polls, stop pushing webhooks, then close the server."""
         self._closing = True
         self._notify()
+        if self._pusher is not None:
+            self._pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pusher
+            self._pusher = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -755,6 +776,80 @@ class FakeTelegram:
         name = self._by_lower.get(method.lower(), method)
         self._faults.setdefault(name, []).extend(ApiError(status, description, parameters) for _ in range(times))
 
+    def limit_rate(self, per_second: float | None = 30) -> None:
+        """Telegram's 30 messages/s overall: sending and editing calls beyond it get 429 (None: no limit)."""
+        self._rate = per_second
+
+    def _check_rate(self, name: str) -> None:
+        if self._rate is None or not (name.startswith("send") or name.startswith("edit")) or name == "sendChatAction":
+            return
+        now = time.monotonic()
+        while self._sent_times and now - self._sent_times[0] >= 1.0:
+            self._sent_times.popleft()
+        if len(self._sent_times) >= self._rate:
+            self.rate_limited += 1
+            raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+        self._sent_times.append(now)
+
+    # -- webhook push mode ---------------------------------------------------------------------------------
+
+    def push_webhooks(self, replicas: list[str] | None = None, concurrency: int = 8) -> None:
+        """Deliver queued updates to the webhook (see the module docstring); ``replicas`` default to the
+        webhook URL itself."""
+        if self._pusher is None:
+            self._pusher = asyncio.create_task(self._push_loop(list(replicas or []), concurrency))
+
+    @staticmethod
+    def _update_user(update: JSON) -> int | None:
+        for value in update.values():
+            if isinstance(value, dict) and isinstance(value.get("from"), dict):
+                return int(value["from"]["id"])
+        return None
+
+    async def _push_loop(self, replicas: list[str], concurrency: int) -> None:
+        turn = itertools.count()
+        busy_users: set[int | None] = set()
+        in_flight: set[int] = set()
+        tasks: set[asyncio.Task] = set()
+
+        async def deliver(http: aiohttp.ClientSession, update: JSON, user: int | None) -> None:
+            hook = self.webhook or {}
+            url = hook.get("url", "")
+            if replicas:
+                url = replicas[next(turn) % len(replicas)].rstrip("/") + (urlsplit(url).path or "/")
+            headers = {"X-Telegram-Bot-Api-Secret-Token": str(hook["secret_token"])} if hook.get("secret_token") else {}
+            status = 0
+            try:
+                async with http.post(url, json=update, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as response:
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                status = 0
+            self.deliveries.append((update["update_id"], url, status))
+            if status == 200:
+                self._updates = [u for u in self._updates if u["update_id"] != update["update_id"]]
+            else:
+                await asyncio.sleep(0.2)  # Telegram backs off before delivering it again
+            in_flight.discard(update["update_id"])
+            busy_users.discard(user)
+            self._notify()
+
+        async with aiohttp.ClientSession() as http:
+            while not self._closing:
+                ready = None
+                if self.webhook is not None and len(in_flight) < concurrency:
+                    ready = next((u for u in self._updates if u["update_id"] not in in_flight
+                                  and self._update_user(u) not in busy_users), None)
+                if ready is None:
+                    await self._wait_change(0.2)
+                    continue
+                user = self._update_user(ready)
+                in_flight.add(ready["update_id"])
+                busy_users.add(user)
+                task = asyncio.create_task(deliver(http, copy.deepcopy(ready), user))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
     # -- HTTP --------------------------------------------------------------------------------------------
 
     async def _api(self, request: web.Request) -> web.Response:
@@ -767,6 +862,10 @@ class FakeTelegram:
         except ValueError as exc:
             return web.json_response(bad_request(str(exc)).payload(), status=400)
         if name == "getUpdates":
+            if self.webhook is not None:
+                return web.json_response({"ok": False, "error_code": 409, "description":
+                                          "Conflict: can't use getUpdates method while webhook is active; use "
+                                          "deleteWebhook to delete the webhook first"}, status=409)
             try:
                 self._take_fault(name)
                 result: Any = await self._get_updates(params)
@@ -780,6 +879,7 @@ class FakeTelegram:
             if handler is None:
                 raise ApiError(404, "Not Found")
             self._take_fault(name)
+            self._check_rate(name)
             result = handler(params, files)
         except ApiError as exc:
             call.ok, call.status, call.error = False, exc.status, exc.description

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, inspect
 
 from bot.config import Settings
 from bot.db import create_engine as create_async_engine
-from bot.db import migrate
+from bot.db import migrate, ours
 from bot.models import Base
 
 
@@ -31,7 +31,8 @@ async def test_migrations_match_models(tmp_path: Path) -> None:
 
 
 def _diff(conn) -> tuple[list, set[str]]:  # type: ignore[no-untyped-def]
-    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False,
+                                                     "include_name": ours})
     return compare_metadata(context, Base.metadata), set(inspect(conn).get_table_names())
 
 
@@ -43,7 +44,7 @@ async def test_migrations_match_models_on_postgresql(postgres_url: str) -> None:
     async with engine.connect() as conn:
         diff, tables = await conn.run_sync(_diff)
     assert diff == []
-    assert {"users", "images", "albums", "jobs", "events", "alembic_version"} <= tables
+    assert {"users", "images", "albums", "jobs", "events", "alembic_version", "pgqueuer", "pgqueuer_log"} <= tables
     await migrate(engine, "base", downgrade=True)  # every migration also goes back down
     async with engine.connect() as conn:
         _, tables = await conn.run_sync(_diff)

@@ -26,11 +26,11 @@ def _port() -> int:
         return sock.getsockname()[1]
 
 
-async def test_webhook_front_end(tg, tmp_path: Path) -> None:
+async def test_webhook_front_end(tg, tmp_path: Path, postgres_url: str) -> None:
     port = _port()
     url = f"http://127.0.0.1:{port}/tg/hook"
     settings = make_settings(tg, tmp_path, webhook_url=url, webhook_listen=f"127.0.0.1:{port}",
-                             webhook_secret="s3cret_token")
+                             webhook_secret="s3cret_token", database_url=postgres_url)
     ensure_presets(settings)
     stop = asyncio.Event()
     server = asyncio.create_task(serve(settings, stop))
@@ -64,13 +64,22 @@ async def test_webhook_front_end(tg, tmp_path: Path) -> None:
         stop.set()
         await server
     assert rows(settings, "SELECT status FROM jobs") == [("queued",)]  # waiting for a worker
+    job_id = rows(settings, "SELECT id FROM jobs")[0][0]
+    # its queue entry, committed with the row
+    assert rows(settings, "SELECT entrypoint, payload, status::text FROM pgqueuer") == [
+        ("stylize", str(job_id).encode(), "queued")]
     assert rows(settings, "SELECT count(*) FROM processed_updates")[0][0] == 2
     assert rows(settings, "SELECT count(*) FROM events")[0][0] == 2  # one per update, re-delivery included
 
 
 def test_web_role_needs_its_settings(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_") and k != "DATABASE_URL"}
     env.update(PYTHONPATH=str(ROOT), BOT_TOKEN="1:x", DATA_DIR=str(tmp_path))
+    for role in ("web", "worker"):  # SQLite: the queue needs PostgreSQL
+        proc = subprocess.run([sys.executable, "-m", "bot", role], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2 and "postgresql+asyncpg" in proc.stderr, proc.stderr
+    env["DATABASE_URL"] = "postgresql+asyncpg://bot@127.0.0.1:9/bot"
     proc = subprocess.run([sys.executable, "-m", "bot", "web"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "WEBHOOK_URL" in proc.stderr

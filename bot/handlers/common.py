@@ -146,6 +146,7 @@ async def inputs_of(context: BotContext, image: StoredImage) -> list[int]:
 
 async def submit(update: Update, context: BotContext, spec: JobSpec) -> Job | None:
     spec.locale = spec.locale or context.locale
+    spec.update_id = update.update_id
     try:
         job = await context.runner.accept(spec)
     except Refused as exc:

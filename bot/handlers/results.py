@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 async def _own_image(update: Update, context: BotContext, image_id: int) -> StoredImage | None:
     async with context.services.sessions() as session:
         image = await store.user_image(session, update.effective_user.id, image_id)  # type: ignore[union-attr]
-    if image is None or not Path(image.path).is_file():
+    if image is None:  # its file may be on another machine: the worker fetches it again by file_id
         await refuse(update, context, "image gone",
                      context.tr("I don't have that photo any more — please send it again."))
         return None
@@ -280,14 +280,13 @@ async def cb_full_res(update: Update, context: BotContext) -> None:
         await refuse(update, context, "full resolution of a clip", _("Clips come back at their full size already."))
         return
     full = min(max(content.width, content.height), services.settings.max_output_size)
-    if full > int(parent.params.get("size", 0)) or parent.kind == JobKind.ALBUM:
+    path = Path(parent.result_path) if parent.result_path else None
+    here = path is not None and path.is_file()  # not when a worker on another machine made it
+    if full > int(parent.params.get("size", 0)) or parent.kind == JobKind.ALBUM or not here:
         await _variant(update, context, parent, size=full, as_document=True, kind=JobKind.STYLIZE,
                        content_image_id=content.id)
         return
-    path = Path(parent.result_path) if parent.result_path else None
-    if path is None or not path.is_file():
-        await refuse(update, context, "result gone", _("Sorry, I no longer have that file. Try the style again."))
-        return
+    assert path is not None
     await answer(update, _("Sending the file…"))
     await mark(update, context, "accepted", "full resolution", job_id=parent.id)
     data = await asyncio.to_thread(path.read_bytes)

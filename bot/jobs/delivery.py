@@ -94,7 +94,7 @@ class Delivery:
         """Send the result and record it; a job whose user deleted their data meanwhile is dropped."""
         async with self.services.sessions() as session:
             job = await session.get(Job, job_id)
-            if job is None:
+            if job is None or job.status == JobStatus.CANCELLED:  # deleted, or cancelled on another replica
                 for path in rendered.paths:
                     path.unlink(missing_ok=True)
                 return

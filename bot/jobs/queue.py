@@ -1,10 +1,21 @@
 """The persistent job queue and its worker pool.
 
 A request becomes a ``jobs`` row (status ``queued``) and is committed *before* the user hears
-"queued", so a crash or restart never loses it: :meth:`JobRunner.start` re-queues everything still
-queued or running. Workers are asyncio tasks that hand the heavy stylization to a thread
-(``asyncio.to_thread``) so the event loop keeps answering other users; CPU deployments run
-``WORKERS`` of them, a CUDA device gets exactly one (two jobs would only fight over its memory).
+"queued", so a crash or restart never loses it. Where the job goes then depends on the process's
+:class:`Role`:
+
+* ``ALL`` (the embedded ``python -m bot``): an in-process queue; :meth:`JobRunner.start` re-queues
+  everything a previous run left queued or running, and asyncio workers take the jobs;
+* ``FRONT`` (``python -m bot web``): the row and its pgqueuer entry commit together (:mod:`.pgq`);
+  nothing is stylized in the process;
+* ``WORKER`` (``python -m bot worker``): pgqueuer hands jobs to :meth:`JobRunner.run_job`; inputs this
+  machine has not got are downloaded again with ``getFile``; a cancel pressed on a web replica is seen
+  in the job's row.
+
+The heavy stylization runs in a thread (``asyncio.to_thread``) so the event loop keeps answering (and
+pgqueuer keeps heartbeating), at most ``WORKERS`` at a time on a CPU and one on a CUDA device (two
+jobs would only fight over its memory); fast single photos of one style share forward passes
+(:mod:`.batcher`).
 
 Each job owns one status message that is edited (throttled to ``PROGRESS_INTERVAL``) from
 "position N in the queue, about M s" through progress percentages to "done", with a Cancel button
@@ -14,12 +25,14 @@ wired to the facade's ``threading.Event``.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from telegram import Bot
 
 from stylizer.errors import Cancelled, StylizerError
@@ -30,8 +43,19 @@ from ..models import Job, JobKind, JobStatus, StoredImage, utcnow
 from ..progress import Live
 from ..services import Services
 from ..tg import safe_edit, safe_send
+from . import pgq
+from .batcher import MicroBatcher
 from .delivery import Delivery, queued_text, working_text
-from .render import Renderer, Work
+from .render import Rendered, Renderer, Work
+
+#: A job whose worker died this many times (say, killed for memory) is failed instead of run again.
+MAX_ATTEMPTS = 3
+
+
+class Role(enum.Enum):
+    ALL = "all-in-one"
+    FRONT = "web"
+    WORKER = "worker"
 
 
 class Refused(Exception):
@@ -52,6 +76,7 @@ class JobSpec:
     inputs: list[int] | None = None  # an album's images (the first is content_image_id)
     reply_to: int | None = None
     locale: str | None = None
+    update_id: int | None = None  # the update asking for it (one job per update)
 
     @classmethod
     def over(cls, inputs: list[int], **fields: object) -> JobSpec:
@@ -65,14 +90,15 @@ log = logging.getLogger(__name__)
 
 
 class JobRunner:
-    def __init__(self, services: Services, bot: Bot, local_workers: bool = True) -> None:
-        """``local_workers=False`` (webhook front ends): jobs are persisted and announced, and wait in the
-        database for worker processes; nothing is stylized in this process."""
+    def __init__(self, services: Services, bot: Bot, role: Role = Role.ALL) -> None:
         self.services = services
-        self.local_workers = local_workers
+        self.role = role
         self.settings = services.settings
         self.bot = bot
         self.delivery = Delivery(services, bot)
+        self._slots = asyncio.Semaphore(self.worker_count)
+        self.batcher: MicroBatcher[tuple[Work, threading.Event], Rendered | StylizerError] = MicroBatcher(
+            self._render_batch, self._slots, self.settings.batch_max, self.settings.batch_wait_ms / 1000)
         self.queue: asyncio.Queue[int] = asyncio.Queue()
         self._cancels: dict[int, threading.Event] = {}
         self._shown: dict[int, str] = {}
@@ -84,9 +110,18 @@ class JobRunner:
         self._stopping = False
 
     @property
+    def renderer(self) -> Renderer:
+        return Renderer(self.services.stylizer, self.settings)  # the stylizer is replaced when presets reload
+
+    @property
+    def local_workers(self) -> bool:
+        return self.role is Role.ALL
+
+    @property
     def worker_count(self) -> int:
-        if not self.local_workers:
-            return max(1, self.settings.workers)  # for ETAs: the workers elsewhere
+        """Jobs stylized at once: here (ALL, WORKER), or by one worker elsewhere (FRONT, for ETAs)."""
+        if self.role is Role.FRONT:
+            return max(1, self.settings.workers)
         return 1 if self.services.device.startswith("cuda") else self.settings.workers
 
     @property
@@ -95,8 +130,8 @@ class JobRunner:
 
     async def start(self) -> None:
         """Re-queue what a previous run left unfinished, then start the workers."""
-        if not self.local_workers:
-            log.info("no workers in this process: jobs wait in the database")
+        if self.role is not Role.ALL:
+            log.info("%s: jobs go through the queue in PostgreSQL", self.role.value)
             return
         async with self.services.sessions() as session:
             leftovers = await store.active_jobs(session)
@@ -140,6 +175,9 @@ class JobRunner:
         """
         _ = translator(spec.locale)
         async with self.services.sessions() as session:
+            if spec.update_id is not None and (done := await store.job_for_update(session, spec.update_id)):
+                log.info("update %d was re-delivered: its job %d exists", spec.update_id, done.id)
+                return done
             in_flight = len(await store.active_jobs(session, spec.user_id))
             if in_flight >= self.settings.max_jobs_per_user:
                 raise Refused(_.ngettext(
@@ -154,9 +192,19 @@ class JobRunner:
                       style_image_id=spec.style_image_id, preset=spec.preset, method=spec.method,
                       params=spec.params, parent_id=spec.parent_id, status=JobStatus.QUEUED, kind=spec.kind,
                       inputs=spec.inputs, reply_to=spec.reply_to, locale=spec.locale,
-                      queued_at=utcnow(), attempts=0)
+                      queued_at=utcnow(), attempts=0, update_id=spec.update_id)
             session.add(job)
-            await session.commit()  # persisted before the user is told anything
+            try:
+                await session.flush()  # the id, for the queue entry written in the same transaction
+            except IntegrityError:  # the same update, re-delivered to another replica at the same moment
+                await session.rollback()
+                done = await store.job_for_update(session, spec.update_id or 0)
+                if done is None:
+                    raise
+                return done
+            if self.role is Role.FRONT:
+                await pgq.enqueue(session, job.id, slow=self.services.is_slow(spec.method))
+            await session.commit()  # persisted (and queued) before the user is told anything
             position = await store.queue_position(session, job.id)
             eta = self._eta(position, await store.typical_run_seconds(session))
         text = queued_text(_, position, eta)
@@ -203,22 +251,51 @@ class JobRunner:
             if self._stopping:  # leave it queued in the database for the next start
                 self.queue.task_done()
                 break
-            self._busy += 1
-            self._idle.clear()
             try:
-                await self._process(job_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("worker %d: job %d crashed", index, job_id)
-                await self.services.alerts.send(self.bot, f"⚠ Job {job_id} crashed: {exc!r}")
-                await self._finish(job_id, JobStatus.FAILED, "internal error",
-                                   N_("😕 Sorry, something went wrong on my side. Please try again."))
+                await self.run_job(job_id)
             finally:
                 self.queue.task_done()
-                self._busy -= 1
-                if not self._busy:
-                    self._idle.set()
+
+    async def run_job(self, job_id: int) -> bool:
+        """Run one job to its end (done, failed, cancelled); False when it was interrupted by :meth:`stop`
+        and left to be run again (its row stays ``running``)."""
+        self._busy += 1
+        self._idle.clear()
+        try:
+            return await self._process(job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("job %d crashed", job_id)
+            await self.services.alerts.send(self.bot, f"⚠ Job {job_id} crashed: {exc!r}")
+            await self._finish(job_id, JobStatus.FAILED, "internal error",
+                               N_("😕 Sorry, something went wrong on my side. Please try again."))
+            return True
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    async def _local_copy(self, image: StoredImage | None) -> Path | None:
+        """The picture's file on this machine: where intake stored it, else downloaded again by ``file_id``
+        (a worker on another machine, or files lost since) into the images folder; None when gone."""
+        if image is None:
+            return None
+        if Path(image.path).is_file():
+            return Path(image.path)
+        copy = self.settings.images_dir / "fetched" / f"{image.file_unique_id}{Path(image.path).suffix or '.jpg'}"
+        if copy.is_file():
+            return copy
+        try:
+            tg_file = await self.bot.get_file(image.file_id)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            partial = copy.with_name(copy.name + ".part")
+            await tg_file.download_to_drive(partial)
+            partial.replace(copy)
+        except Exception as exc:  # TelegramError, network or disk: the user is asked to send it again
+            log.info("could not fetch image %d (%s): %s", image.id, image.file_id, exc)
+            return None
+        return copy
 
     async def _work(self, job: Job) -> Work | None:
         """The job's inputs as paths; None (job failed) when one is gone."""
@@ -226,28 +303,51 @@ class JobRunner:
             ids = job.inputs or [job.content_image_id]
             images = [await session.get(StoredImage, i) for i in ids]
             style = await session.get(StoredImage, job.style_image_id) if job.style_image_id else None
-        present = [image for image in images if image is not None and Path(image.path).is_file()]
+        present = [(image, path) for image in images if image is not None
+                   and (path := await self._local_copy(image)) is not None]
         if not present:
             return None
-        style_path = Path(style.path) if style else (Path(job.params["style_file"])
-                                                     if job.params.get("style_file") else None)
-        first = present[0]
-        return Work(job.id, job.user_id, job.kind, [Path(image.path) for image in present], first.kind,
+        if style is not None:
+            style_path = await self._local_copy(style)
+            if style_path is None:
+                return None
+        else:
+            style_path = Path(job.params["style_file"]) if job.params.get("style_file") else None
+        first = present[0][0]
+        return Work(job.id, job.user_id, job.kind, [path for _, path in present], first.kind,
                     max(first.width, first.height), job.method, dict(job.params), job.preset, style_path)
 
-    async def _process(self, job_id: int) -> None:
+    async def _claim(self, job_id: int) -> Job | None:
+        """Mark the job running; None when there is nothing to run (cancelled, deleted, done meanwhile).
+
+        A worker may find it ``running``: pgqueuer hands a job out again only after its previous worker's
+        heartbeat stopped, so that worker is dead and the job is ours to redo.
+        """
+        runnable = {JobStatus.QUEUED, JobStatus.RUNNING} if self.role is Role.WORKER else {JobStatus.QUEUED}
         async with self.services.sessions() as session:
             job = await session.get(Job, job_id)
-            if job is None or job.status != JobStatus.QUEUED:
-                return  # cancelled or deleted while waiting
+            if job is None or job.status not in runnable:
+                return None
+            if job.attempts >= MAX_ATTEMPTS:
+                job.status, job.error, job.finished_at = JobStatus.FAILED, "its workers died", utcnow()
+                await session.commit()
+                await self.delivery.notify(job, translator(job.locale)(
+                    "😕 Sorry, something went wrong on my side. Please try again."))
+                return None
             job.status, job.started_at, job.attempts = JobStatus.RUNNING, utcnow(), job.attempts + 1
             await session.commit()
+        return job
+
+    async def _process(self, job_id: int) -> bool:
+        job = await self._claim(job_id)
+        if job is None:
+            return True
         work = await self._work(job)
         _ = translator(job.locale)
         if work is None:
             await self._finish(job_id, JobStatus.FAILED, "input image is gone",
                                N_("😕 I no longer have that picture. Please send it again."))
-            return
+            return True
         cancel = threading.Event()
         self._cancels[job_id] = cancel
         self._shown.pop(job_id, None)
@@ -268,26 +368,63 @@ class JobRunner:
             return ok
 
         ticker = asyncio.create_task(self.delivery.tick(job_id, job.chat_id, message_id, work.media, live, _, show))
+        watcher = asyncio.create_task(self._watch_cancel(job_id, cancel)) if self.role is Role.WORKER else None
         started = time.perf_counter()
-        renderer = Renderer(self.services.stylizer, self.settings)
         try:
-            rendered = await asyncio.to_thread(renderer.render, work, live.update, cancel)
+            rendered = await self._render(work, live, cancel)
         except Cancelled:
+            if await self._status(job_id) == JobStatus.CANCELLED:
+                return True  # cancelled on a web replica, which told the user
             if job_id not in self._user_cancelled:
-                return  # shutting down: stays "running", re-queued at the next start
+                return False  # shutting down: stays "running", run again later
             await self._finish(job_id, JobStatus.CANCELLED, "cancelled by user", N_("✖ Cancelled."))
-            return
+            return True
         except StylizerError as exc:
             log.info("job %d failed: %s", job_id, exc)
             await self._finish(job_id, JobStatus.FAILED, str(exc),
                                _("😕 Sorry, I couldn't stylize this picture: {reason}", reason=exc))
-            return
+            return True
         finally:
             ticker.cancel()
+            if watcher is not None:
+                watcher.cancel()
             self._shown.pop(job_id, None)
             self._cancels.pop(job_id, None)
             self._user_cancelled.discard(job_id)
         await self.delivery.deliver(job_id, work.media, rendered, time.perf_counter() - started)
+        return True
+
+    async def _render(self, work: Work, live: Live, cancel: threading.Event) -> Rendered:
+        """Stylize in a thread: with other jobs of its batch key, or alone (holding a render slot)."""
+        key = self.renderer.batch_key(work) if self.settings.batch_max > 1 else None
+        if key is None:
+            async with self._slots:
+                return await asyncio.to_thread(self.renderer.render, work, live.update, cancel)
+        result = await self.batcher.submit(key, (work, cancel))
+        if isinstance(result, StylizerError):
+            raise result
+        return result
+
+    async def _render_batch(self, items: list[tuple[Work, threading.Event]]) -> list[Rendered | StylizerError]:
+        if len(items) == 1:  # alone after all: the plain path, with its progress reports
+            work, cancel = items[0]
+            try:
+                return [await asyncio.to_thread(self.renderer.render, work, lambda p: None, cancel)]
+            except StylizerError as exc:
+                return [exc]
+        return await asyncio.to_thread(self.renderer.render_batch, [w for w, _ in items], [c for _, c in items])
+
+    async def _status(self, job_id: int) -> str | None:
+        async with self.services.sessions() as session:
+            job = await session.get(Job, job_id)
+            return job.status if job is not None else None
+
+    async def _watch_cancel(self, job_id: int, cancel: threading.Event) -> None:
+        """A worker's job can be cancelled on any web replica: poll its row, stop the stylization."""
+        while not cancel.is_set():
+            await asyncio.sleep(self.settings.progress_interval)
+            if await self._status(job_id) in (JobStatus.CANCELLED, None):
+                cancel.set()
 
     async def _finish(self, job_id: int, status: str, error: str, text: str) -> None:
         """Close a job that produced no result; ``text`` is an English msgid, translated here."""
