@@ -15,6 +15,8 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -55,13 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from .web import serve
 
-        asyncio.run(serve(settings))
-        return 0
+        return _run_role(serve(settings))
     if args.role == "worker":
         from . import worker
 
-        asyncio.run(worker.serve(settings))
-        return 0
+        return _run_role(worker.serve(settings))
 
     from telegram import Update
 
@@ -69,6 +69,17 @@ def main(argv: list[str] | None = None) -> int:
 
     app = build_application(settings)
     app.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+    return 0
+
+
+def _run_role(main: Coroutine[Any, Any, None]) -> int:
+    from .db import NotMigrated
+
+    try:
+        asyncio.run(main)
+    except NotMigrated as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -19,7 +19,7 @@ from telegram.ext import AIORateLimiter, Application, BaseUpdateProcessor
 from . import handlers
 from .config import Settings
 from .context import CONTEXT_TYPES
-from .db import create_engine, migrate, session_factory
+from .db import create_engine, migrate, require_head, session_factory
 from .jobs import JobRunner, Role
 from .services import Services
 from .training import Trainer
@@ -64,11 +64,15 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
 
 async def _post_init(app: Application) -> None:
     services: Services = app.bot_data["services"]
-    await migrate(services.engine)
+    role = app.bot_data.get("role", Role.ALL)
+    if role is Role.ALL:
+        await migrate(services.engine)
+    else:
+        await require_head(services.engine)
     for folder in (services.settings.images_dir, services.settings.results_dir, services.settings.presets_dir):
         folder.mkdir(parents=True, exist_ok=True)
     await services.reload_presets()
-    runner = JobRunner(services, app.bot, app.bot_data.get("role", Role.ALL))
+    runner = JobRunner(services, app.bot, role)
     trainer = Trainer(services, app.bot)
     app.bot_data["runner"], app.bot_data["trainer"] = runner, trainer
     await trainer.start()

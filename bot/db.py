@@ -60,6 +60,24 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+class NotMigrated(RuntimeError):
+    """The database is behind the code's migrations (``python -m bot migrate`` has not run)."""
+
+
+async def require_head(engine: AsyncEngine) -> None:
+    """Production roles start only on a migrated database: replicas never migrate (two starting together would
+    race), ``python -m bot migrate`` does, once per release."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    url = engine.url.render_as_string(hide_password=False)
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    async with engine.connect() as conn:
+        current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+    if current != head:
+        raise NotMigrated(f"the database is at revision {current}, the code needs {head}: run `python -m bot migrate`")
+
+
 async def migrate(engine: AsyncEngine, revision: str = "head", downgrade: bool = False) -> None:
     """Bring the database to ``revision`` (start-up and ``python -m bot migrate`` run ``upgrade head``)."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))

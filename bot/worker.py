@@ -26,7 +26,7 @@ from telegram.ext import ExtBot
 
 from .app import rate_limiter
 from .config import Settings
-from .db import create_engine, session_factory
+from .db import create_engine, require_head, session_factory
 from .jobs import JobRunner, Role
 from .jobs.pgq import ENTRYPOINT, payload_job_id
 from .services import Services
@@ -55,6 +55,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     if not settings.uses_postgres:
         raise ValueError("the worker role needs DATABASE_URL=postgresql+asyncpg://... (the queue lives there)")
     engine = create_engine(settings.database_url)
+    await require_head(engine)
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine))
     services.methods = services.stylizer.method_info()
     for folder in (settings.images_dir, settings.results_dir):

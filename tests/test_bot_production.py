@@ -185,3 +185,59 @@ async def _wait(condition, timeout: float, explain=None, cluster=None) -> None: 
         if time.monotonic() > deadline:
             raise AssertionError("timed out" + (f": {explain()}" if explain else ""))
         await asyncio.sleep(0.2)
+
+
+async def test_state_in_the_database_and_cancel_across_processes(tg, tmp_path: Path, postgres_url: str) -> None:
+    """Replica A takes the photo and the "high quality" press, replica B the style picture (the own-style step
+    lives in the database) and the Cancel press; the worker running the job sees the cancel in the row."""
+    from bot import web, worker
+    from bot.web import SECRET_HEADER
+
+    ports = {"a": _port(), "b": _port()}
+    hook = "http://127.0.0.1:9/tg/hook"  # the load balancer's address; updates go to the replicas directly
+
+    def settings_for(name: str, **extra):  # type: ignore[no-untyped-def]
+        return make_settings(tg, tmp_path / name, database_url=postgres_url, webhook_url=hook,
+                             webhook_listen=f"127.0.0.1:{ports.get(name, 1)}", webhook_secret="s3cret",
+                             gatys_steps=5000, heartbeat_timeout=3, **extra)
+
+    from bot.db import create_engine, migrate
+
+    engine = create_engine(postgres_url)
+    await migrate(engine)
+    await engine.dispose()
+    stops = {name: asyncio.Event() for name in ("a", "b", "w")}
+    tasks = [asyncio.create_task(web.serve(settings_for("a"), stops["a"])),
+             asyncio.create_task(web.serve(settings_for("b"), stops["b"])),
+             asyncio.create_task(worker.serve(settings_for("w"), stops["w"]))]
+    settings = settings_for("a")
+    try:
+        for port in ports.values():
+            await _healthy(port)
+        async with aiohttp.ClientSession() as http:
+            async def post(name: str, update: dict) -> None:
+                async with http.post(f"http://127.0.0.1:{ports[name]}/tg/hook", json=update,
+                                     headers={SECRET_HEADER: "s3cret"}) as response:
+                    assert response.status == 200
+
+            await post("a", tg.user_sends_photo(601, picture(96, 64, seed=3)))
+            menu = await tg.wait_for("sendMessage", lambda c: "hq:" in str(c.params.get("reply_markup")))
+            hq = next(d for d in buttons_of(menu) if d.startswith("hq:"))
+            await post("a", tg.user_presses(601, menu.result["message_id"], hq))
+            await post("b", tg.user_sends_photo(601, picture(80, 80, seed=4)))  # the style, on the other replica
+            await _wait(lambda: rows(settings, "SELECT status FROM jobs") == [("running",)], 60)
+            status = await tg.wait_for(["sendMessage", "editMessageText"],
+                                       lambda c: any(d.startswith("x:") for d in buttons_of(c)))
+            cancel = next(d for d in buttons_of(status) if d.startswith("x:"))
+            message_id = status.params.get("message_id") or status.result["message_id"]
+            await post("b", tg.user_presses(601, message_id, cancel))
+            await _wait(lambda: rows(settings, "SELECT status FROM jobs") == [("cancelled",)], 30)
+            await asyncio.sleep(2.0)  # the worker stops at its next progress report and sends nothing
+    finally:
+        for event in stops.values():
+            event.set()
+        await asyncio.gather(*tasks)
+    assert rows(settings, "SELECT method FROM jobs") == [("gatys",)]
+    results = [c for c in tg.calls if c.method == "sendPhoto" and any(d.startswith("rs:") for d in buttons_of(c))]
+    assert results == []  # a result has the strength buttons; none was sent after the cancel
+    assert rows(settings, "SELECT count(*) FROM pgqueuer WHERE status IN ('queued', 'picked')")[0][0] == 0

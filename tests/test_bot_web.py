@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from bot_helpers import buttons_of, ensure_presets, make_settings, picture, rows, text_of
 
+from bot.db import NotMigrated, create_engine, migrate
 from bot.web import SECRET_HEADER, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,11 @@ async def test_webhook_front_end(tg, tmp_path: Path, postgres_url: str) -> None:
     settings = make_settings(tg, tmp_path, webhook_url=url, webhook_listen=f"127.0.0.1:{port}",
                              webhook_secret="s3cret_token", database_url=postgres_url)
     ensure_presets(settings)
+    engine = create_engine(postgres_url)
+    with pytest.raises(NotMigrated):  # replicas never migrate: `python -m bot migrate` does
+        await serve(settings, asyncio.Event())
+    await migrate(engine)
+    await engine.dispose()
     stop = asyncio.Event()
     server = asyncio.create_task(serve(settings, stop))
     try:
