@@ -93,8 +93,16 @@ async def _post_shutdown(app: Application) -> None:
 def rate_limiter(settings: Settings) -> AIORateLimiter:
     """Telegram's limits for every request of this process: its share (``MESSAGES_PER_SECOND``) of the
     30 messages/s a bot may send overall, 20/min per group; a 429 is waited out (``retry_after``) and
-    retried, up to ``RETRIES_ON_429`` times."""
-    return AIORateLimiter(overall_max_rate=settings.messages_per_second, overall_time_period=1,
+    retried, up to ``RETRIES_ON_429`` times.
+
+    The overall limiter is a leaky bucket; with a one-second bucket, a burst after a pause (a full bucket)
+    plus the next second's drip would send twice the share within one second, and Telegram answers 429 and
+    pauses everything for ``retry_after``. So the bucket holds a tenth of the share (at least one request)
+    and drips the rest: no one-second window ever carries more than the share.
+    """
+    share = settings.messages_per_second
+    burst = max(1.0, share / 10)
+    return AIORateLimiter(overall_max_rate=burst, overall_time_period=burst / max(share - burst, 0.1),
                           max_retries=settings.retries_on_429)
 
 

@@ -241,3 +241,27 @@ async def test_state_in_the_database_and_cancel_across_processes(tg, tmp_path: P
     results = [c for c in tg.calls if c.method == "sendPhoto" and any(d.startswith("rs:") for d in buttons_of(c))]
     assert results == []  # a result has the strength buttons; none was sent after the cancel
     assert rows(settings, "SELECT count(*) FROM pgqueuer WHERE status IN ('queued', 'picked')")[0][0] == 0
+
+
+async def test_each_sender_keeps_to_its_share_of_telegrams_limit(tg, tmp_path: Path) -> None:
+    """Three processes' worth of senders, each with MESSAGES_PER_SECOND = 10, fire bursts at a Bot API that
+    answers 429 beyond 30 messages in any second: nothing is refused, nothing is lost."""
+    from telegram.ext import ExtBot
+
+    from bot.app import rate_limiter
+
+    tg.limit_rate(30)
+    tg.user(77)
+    settings = make_settings(tg, tmp_path, messages_per_second=10)
+    bots = [ExtBot(tg.token, base_url=tg.base_url, rate_limiter=rate_limiter(settings)) for _ in range(3)]
+    for bot in bots:
+        await bot.initialize()
+    try:
+        for _ in range(2):  # a burst, a pause (the buckets refill), another burst
+            await asyncio.gather(*(bot.send_message(77, f"m{i}") for bot in bots for i in range(25)))
+            await asyncio.sleep(1.2)
+    finally:
+        for bot in bots:
+            await bot.shutdown()
+    assert tg.rate_limited == 0
+    assert len([c for c in tg.calls if c.method == "sendMessage" and c.ok]) == 150
