@@ -108,6 +108,8 @@ class JobRunner:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        self._refresher: asyncio.Task | None = None
+        self._refreshed_at = 0.0
 
     @property
     def renderer(self) -> Renderer:
@@ -154,6 +156,8 @@ class JobRunner:
         allowed to finish (up to ``grace`` seconds), so a clean shutdown does not deliver it twice.
         """
         self._stopping = True
+        if self._refresher is not None:
+            self._refresher.cancel()
         for event in self._cancels.values():
             event.set()
         try:
@@ -240,7 +244,7 @@ class JobRunner:
             await session.commit()
         await self.delivery.notify(job, translator(job.locale)("✖ Cancelled."))
         self._shown.pop(job_id, None)
-        await self._refresh_positions()
+        self._refresh_soon()
         return True
 
     # -- the workers -----------------------------------------------------------------------------
@@ -356,7 +360,7 @@ class JobRunner:
             message_id = await safe_send(self.bot, job.chat_id, working_text(_, work.media),
                                          self.delivery.cancel_markup(job), job.reply_to)
             await self._set_message(job_id, message_id)
-        await self._refresh_positions()
+        self._refresh_soon()
         live = Live()
 
         async def show(text: str) -> bool:
@@ -443,7 +447,24 @@ class JobRunner:
                 job.status_message_id = message_id
                 await session.commit()
 
-    async def _refresh_positions(self, limit: int = 30) -> None:
+    def _refresh_soon(self) -> None:
+        """Waiting jobs moved up: refresh their messages, at most once every 4 progress intervals.
+
+        Every start shifts every waiting job's position, and each shown position is one edit; refreshed at
+        each start, a queue of 30 cost 30 edits a job, which under Telegram's 30 messages/s held the whole
+        pipeline to a few jobs a second (bench/scale.py). Coalesced, a burst of starts costs one pass.
+        """
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_later())
+
+    async def _refresh_later(self) -> None:
+        wait = self._refreshed_at + 4 * self.settings.progress_interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._refreshed_at = time.monotonic()
+        await self._refresh_positions()
+
+    async def _refresh_positions(self, limit: int = 20) -> None:
         """Waiting jobs moved up: update their "position N" messages (unchanged ones are skipped)."""
         async with self.services.sessions() as session:
             ids = (await store.queued_ids(session))[:limit]
