@@ -65,7 +65,7 @@ def noise(rng: np.random.Generator, size: tuple[int, int], palette: np.ndarray) 
 
 def mosaic(rng: np.random.Generator, size: tuple[int, int], palette: np.ndarray) -> np.ndarray:
     h, w = size
-    count = int(rng.integers(40, 400))
+    count = max(6, int(rng.integers(40, 400) * h * w / 512**2))  # cells per area, whatever the size
     seeds = rng.uniform(0, 1, (count, 2)) * np.array([h, w], dtype=np.float32)
     colours = palette[rng.integers(0, len(palette), count)] * rng.uniform(0.8, 1.15, (count, 1))
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
