@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from stylizer.device import resolve_device
@@ -59,9 +60,16 @@ class Services:
         with self._lock:
             self.stylizer = Stylizer(self.build_manifest())
         self.methods = self.stylizer.method_info()
-        async with self.sessions() as session:
-            await store.sync_presets(session, self.stylizer.manifest, self.settings.presets_dir)
-            await session.commit()
+        for attempt in range(3):  # replicas starting together insert the same new rows: the loser syncs again
+            async with self.sessions() as session:
+                await store.sync_presets(session, self.stylizer.manifest, self.settings.presets_dir)
+                try:
+                    await session.commit()
+                    break
+                except IntegrityError:
+                    await session.rollback()
+                    if attempt == 2:
+                        raise
         log.info("methods available: %s; presets: %d", ", ".join(self.methods) or "none",
                  len(self.stylizer.manifest.presets))
 
