@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,15 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fake_telegram import FakeTelegram  # noqa: E402
-from postgres import create_database, postgres_server  # noqa: E402
+from postgres import create_database, free_port, postgres_server  # noqa: E402
 
 log = logging.getLogger("bench.scale")
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _photo(seed: int, size: tuple[int, int] = (640, 480)) -> bytes:
@@ -87,7 +80,7 @@ async def _balancer(backends: list[str]) -> tuple[web.AppRunner, int]:
     app.on_cleanup.append(lambda _: session.close())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = _port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, port
 
@@ -194,7 +187,7 @@ async def scenario(mode: str, workers: int, args: argparse.Namespace, pg_base: s
             procs.env.update(DATABASE_URL=url, WEBHOOK_SECRET="bench_secret")
             subprocess.run([sys.executable, "-m", "bot", "migrate"], cwd=folder, env=procs.env, check=True,
                            capture_output=True, timeout=120)
-            replicas = {name: _port() for name in ("web_0", "web_1")}
+            replicas = {name: free_port() for name in ("web_0", "web_1")}
             lb, lb_port = await _balancer([f"http://127.0.0.1:{p}" for p in replicas.values()])
             procs.env["WEBHOOK_URL"] = f"http://127.0.0.1:{lb_port}/tg"
             for name, port in replicas.items():

@@ -25,7 +25,8 @@ def _bin(name: str) -> str:
     return found[-1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now (for servers the tests and benchmarks start)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -35,7 +36,7 @@ def _free_port() -> int:
 def postgres_server() -> Iterator[str]:
     """Yields a base URL ``postgresql+asyncpg://postgres@127.0.0.1:PORT``; the cluster is gone afterwards."""
     root = Path(tempfile.mkdtemp(prefix="stylebot-pg-"))
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     as_root = os.geteuid() == 0
     prefix: list[str] = []
     if as_root:

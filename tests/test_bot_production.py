@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from bot_helpers import buttons_of, make_settings, picture, rows
+from postgres import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Cluster:
@@ -38,7 +32,7 @@ class Cluster:
 
     def __init__(self, tg, tmp: Path, database_url: str) -> None:  # type: ignore[no-untyped-def]
         self.tmp = tmp
-        self.public = f"http://127.0.0.1:{_port()}/tg/hook"  # the load balancer's URL Telegram is given
+        self.public = f"http://127.0.0.1:{free_port()}/tg/hook"  # the load balancer's URL Telegram is given
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("WEBHOOK_", "DATABASE_", "DATA_DIR"))}
         self.env.update(
             PYTHONPATH=str(ROOT), BOT_TOKEN=tg.token, TELEGRAM_BASE_URL=tg.base_url,
@@ -59,7 +53,7 @@ class Cluster:
         env = dict(self.env, DATA_DIR="var")
         (self.tmp / name).mkdir(exist_ok=True)
         if role == "web":
-            self.ports[name] = self.ports.get(name) or _port()
+            self.ports[name] = self.ports.get(name) or free_port()
             env["WEBHOOK_LISTEN"] = f"127.0.0.1:{self.ports[name]}"
         log = (self.tmp / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen([sys.executable, "-m", "bot", role], cwd=self.tmp / name, env=env,
@@ -193,7 +187,7 @@ async def test_state_in_the_database_and_cancel_across_processes(tg, tmp_path: P
     from bot import web, worker
     from bot.web import SECRET_HEADER
 
-    ports = {"a": _port(), "b": _port()}
+    ports = {"a": free_port(), "b": free_port()}
     hook = "http://127.0.0.1:9/tg/hook"  # the load balancer's address; updates go to the replicas directly
 
     def settings_for(name: str, **extra):  # type: ignore[no-untyped-def]

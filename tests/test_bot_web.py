@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from bot_helpers import buttons_of, ensure_presets, make_settings, picture, rows, text_of
+from postgres import free_port
 
 from bot.db import NotMigrated, create_engine, migrate
 from bot.web import SECRET_HEADER, serve
@@ -21,14 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(120)
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_webhook_front_end(tg, tmp_path: Path, postgres_url: str) -> None:
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/tg/hook"
     settings = make_settings(tg, tmp_path, webhook_url=url, webhook_listen=f"127.0.0.1:{port}",
                              webhook_secret="s3cret_token", database_url=postgres_url)
