@@ -71,7 +71,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         async with bot:
             runner = JobRunner(services, bot, Role.WORKER)
             manager = build_queue(runner, connection)
-            claim = max(1, settings.batch_max) if runner.worker_count > 0 else 1
+            claim = settings.batch_max
 
             async def stopper() -> None:
                 await stop.wait()

@@ -217,6 +217,8 @@ class Stylizer:
         device = resolve_device(first.device)
         results: list[StylizeResult | StylizerError | None] = [None] * len(requests)
         groups: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
+        tile = tiling.TILE_SIDE if first.tile is None else first.tile
+        tiles = bool(tile) and getattr(method, "tileable", False)
         for i, request in enumerate(requests):
             try:
                 pil = img.load_image(request.content)
@@ -224,8 +226,7 @@ class Stylizer:
             except StylizerError as exc:
                 results[i] = exc
                 continue
-            tile = tiling.TILE_SIDE if first.tile is None else first.tile
-            if tile and getattr(method, "tileable", False) and max(tensor.shape[-2:]) > tile:
+            if tiles and max(tensor.shape[-2:]) > tile:
                 results[i] = self._one(request)  # tiles are their own batch
                 continue
             groups.setdefault(tuple(tensor.shape[-2:]), []).append((i, tensor))

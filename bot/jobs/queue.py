@@ -202,7 +202,7 @@ class JobRunner:
                 await session.flush()  # the id, for the queue entry written in the same transaction
             except IntegrityError:  # the same update, re-delivered to another replica at the same moment
                 await session.rollback()
-                done = await store.job_for_update(session, spec.update_id or 0)
+                done = await store.job_for_update(session, spec.update_id) if spec.update_id is not None else None
                 if done is None:
                     raise
                 return done
@@ -332,15 +332,13 @@ class JobRunner:
             job = await session.get(Job, job_id)
             if job is None or job.status not in runnable:
                 return None
-            if job.attempts >= MAX_ATTEMPTS:
-                job.status, job.error, job.finished_at = JobStatus.FAILED, "its workers died", utcnow()
+            if job.attempts < MAX_ATTEMPTS:
+                job.status, job.started_at, job.attempts = JobStatus.RUNNING, utcnow(), job.attempts + 1
                 await session.commit()
-                await self.delivery.notify(job, translator(job.locale)(
-                    "😕 Sorry, something went wrong on my side. Please try again."))
-                return None
-            job.status, job.started_at, job.attempts = JobStatus.RUNNING, utcnow(), job.attempts + 1
-            await session.commit()
-        return job
+                return job
+        await self._finish(job_id, JobStatus.FAILED, "its workers died",
+                           N_("😕 Sorry, something went wrong on my side. Please try again."))
+        return None
 
     async def _process(self, job_id: int) -> bool:
         job = await self._claim(job_id)
@@ -399,24 +397,28 @@ class JobRunner:
         return True
 
     async def _render(self, work: Work, live: Live, cancel: threading.Event) -> Rendered:
-        """Stylize in a thread: with other jobs of its batch key, or alone (holding a render slot)."""
-        key = self.renderer.batch_key(work) if self.settings.batch_max > 1 else None
+        """Stylize in a thread: with other jobs of its batch key, or alone (holding a render slot); slow
+        methods always alone, with their progress reports."""
+        renderer = self.renderer
+        batchable = self.settings.batch_max > 1 and not self.services.is_slow(work.method)
+        key = renderer.batch_key(work) if batchable else None
         if key is None:
             async with self._slots:
-                return await asyncio.to_thread(self.renderer.render, work, live.update, cancel)
+                return await asyncio.to_thread(renderer.render, work, live.update, cancel)
         result = await self.batcher.submit(key, (work, cancel))
         if isinstance(result, StylizerError):
             raise result
         return result
 
     async def _render_batch(self, items: list[tuple[Work, threading.Event]]) -> list[Rendered | StylizerError]:
-        if len(items) == 1:  # alone after all: the plain path, with its progress reports
+        renderer = self.renderer
+        if len(items) == 1:  # alone after all: the plain path
             work, cancel = items[0]
             try:
-                return [await asyncio.to_thread(self.renderer.render, work, lambda p: None, cancel)]
+                return [await asyncio.to_thread(renderer.render, work, lambda p: None, cancel)]
             except StylizerError as exc:
                 return [exc]
-        return await asyncio.to_thread(self.renderer.render_batch, [w for w, _ in items], [c for _, c in items])
+        return await asyncio.to_thread(renderer.render_batch, [w for w, _ in items], [c for _, c in items])
 
     async def _status(self, job_id: int) -> str | None:
         async with self.services.sessions() as session:

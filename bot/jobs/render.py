@@ -107,8 +107,7 @@ class Renderer:
             return self._sheet(work, progress, cancel)
         if work.media in MediaKind.CLIPS:
             return self._clip(work, progress, cancel)
-        folder = self.settings.results_dir / str(work.user_id)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self._folder(work)
         size = int(work.params.get("size", self.settings.output_size))
         out = Rendered(paths=[])
         count = len(work.contents)
@@ -120,6 +119,12 @@ class Renderer:
                                                         cancel))
             self._add(out, folder / (f"{work.job_id}.png" if count == 1 else f"{work.job_id}_{i + 1}.png"), result)
         return out
+
+    def _folder(self, work: Work) -> Path:
+        """The user's results folder (created)."""
+        folder = self.settings.results_dir / str(work.user_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     @staticmethod
     def _add(out: Rendered, path: Path, result: StylizeResult) -> None:
@@ -134,13 +139,13 @@ class Renderer:
     def batch_key(self, work: Work) -> tuple | None:
         """Jobs with equal keys may share forward passes (:meth:`render_batch`); None: this one runs alone.
 
-        Only single photos of a fast method below the tiling size qualify: everything of the request but
-        its content goes into the key (the facade batches contents in one style, and groups by shape).
+        For jobs of a fast method (the caller keeps slow ones out: they report progress alone). Only single
+        photos below the tiling size qualify: everything of the request but its content goes into the key
+        (the facade batches contents in one style, and groups by shape).
         """
-        info = self.stylizer.method_info().get(work.method)
         size = int(work.params.get("size", self.settings.output_size))
         if (work.kind != JobKind.STYLIZE or work.media in MediaKind.CLIPS or len(work.contents) != 1
-                or info is None or info.slow or (self.settings.tile_size and size > self.settings.tile_size)):
+                or (self.settings.tile_size and size > self.settings.tile_size)):
             return None
         p = work.params
         return (work.method, work.preset, str(work.style or ""), size, float(p.get("strength", 1.0)),
@@ -157,10 +162,8 @@ class Renderer:
             if isinstance(result, StylizerError):
                 done.append(result)
                 continue
-            folder = self.settings.results_dir / str(work.user_id)
-            folder.mkdir(parents=True, exist_ok=True)
             out = Rendered(paths=[])
-            self._add(out, folder / f"{work.job_id}.png", result)
+            self._add(out, self._folder(work) / f"{work.job_id}.png", result)
             done.append(out)
         return done
 
@@ -170,8 +173,7 @@ class Renderer:
                    work.side or self.settings.video_size)
         if work.media == MediaKind.VIDEO_NOTE:
             size = min(size, VIDEO_NOTE_SIDE)
-        path = self.settings.results_dir / str(work.user_id) / f"{work.job_id}.mp4"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._folder(work) / f"{work.job_id}.mp4"
         result = self.stylizer.stylize_video(self.request(work, work.contents[0], size, progress, cancel), path)
         limit = self.settings.max_video_output_mb
         if path.stat().st_size > limit * 2**20:
@@ -191,8 +193,7 @@ class Renderer:
         pictures = self.stylizer.stylize_presets(request, names)
         titles = [self.stylizer.manifest.preset(name).title for name, _ in pictures]
         sheet = contact_sheet([p for _, p in pictures], titles)
-        path = self.settings.results_dir / str(work.user_id) / f"{work.job_id}_sheet.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._folder(work) / f"{work.job_id}_sheet.png"
         sheet.save(path, "PNG")
         return Rendered(paths=[path], jpegs=[jpeg(sheet, 90)], sizes=[sheet.size], device=str(request.device))
 
