@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import json
 import logging
@@ -40,6 +39,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from bot_helpers import wait_healthy  # noqa: E402
 from fake_telegram import FakeTelegram  # noqa: E402
 from postgres import create_database, free_port, postgres_server  # noqa: E402
 
@@ -109,18 +109,6 @@ class Procs:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-async def _healthy(port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.3)
-    raise RuntimeError(f"replica on {port} never came up")
 
 
 class Seen:
@@ -195,7 +183,7 @@ async def scenario(mode: str, workers: int, args: argparse.Namespace, pg_base: s
             for i in range(workers):
                 procs.start(f"worker_{i}", "worker")
             for port in replicas.values():
-                await _healthy(port)
+                await wait_healthy(port, 120)
             tg.push_webhooks()
         else:
             procs.start("embedded", WORKERS=str(max(args.threads, 2)))

@@ -114,6 +114,21 @@ async def wait_rows(settings: Settings, sql: str, expected: list[tuple], timeout
         await asyncio.sleep(0.1)
 
 
+async def wait_healthy(port: int, timeout: float = 90) -> None:
+    """Wait until a ``python -m bot web`` replica on 127.0.0.1:``port`` answers its ``/healthz``."""
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.3)
+    raise AssertionError(f"replica on {port} never came up")
+
+
 # -- stand-ins, used only while a real method is missing from this build --------------------------------
 
 class _PixelStats:
@@ -253,6 +268,12 @@ class UserChat:
         """The next message with a button whose callback data starts with ``prefix``; returns (call, data)."""
         call = await self.wait(method, lambda c: any(d.startswith(prefix) for d in buttons_of(c)), timeout=timeout)
         return call, next(d for d in buttons_of(call) if d.startswith(prefix))
+
+    async def pick_preset(self) -> Any:
+        """Wait for the next style menu and press its first preset; returns the menu's call."""
+        menu, preset = await self.wait_button("ps:")
+        await self.press(preset)
+        return menu
 
     async def text(self, text: str) -> Any:
         return await _resolve(self.tg.user_sends_text(self.user_id, text))

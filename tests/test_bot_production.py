@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from bot_helpers import buttons_of, make_settings, picture, rows
+from bot_helpers import buttons_of, make_settings, picture, rows, wait_healthy
 from postgres import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,20 +86,6 @@ class Cluster:
         return (self.tmp / f"{name}.log").read_text(errors="replace")
 
 
-async def _healthy(port: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.3)
-    raise AssertionError(f"replica on {port} never came up")
-
-
 async def test_web_replicas_and_workers_survive_sigkill(tg, tmp_path: Path, postgres_url: str) -> None:
     cluster = Cluster(tg, tmp_path, postgres_url)
     settings = make_settings(tg, tmp_path, database_url=postgres_url)  # for rows(): the same database
@@ -112,7 +98,7 @@ async def test_web_replicas_and_workers_survive_sigkill(tg, tmp_path: Path, post
             cluster.start(name, "web")
         cluster.start("worker_a", "worker")  # worker_b joins after worker_a is killed holding jobs
         for name in ("web_a", "web_b"):
-            await _healthy(cluster.ports[name])
+            await wait_healthy(cluster.ports[name])
         assert tg.webhook is not None and tg.webhook["secret_token"] == "prod_s3cret"
         tg.push_webhooks([f"http://127.0.0.1:{cluster.ports[n]}" for n in ("web_a", "web_b")])
 
@@ -207,7 +193,7 @@ async def test_state_in_the_database_and_cancel_across_processes(tg, tmp_path: P
     settings = settings_for("a")
     try:
         for port in ports.values():
-            await _healthy(port)
+            await wait_healthy(port)
         async with aiohttp.ClientSession() as http:
             async def post(name: str, update: dict) -> None:
                 async with http.post(f"http://127.0.0.1:{ports[name]}/tg/hook", json=update,

@@ -113,8 +113,7 @@ async def test_full_resolution_of_a_large_document_is_its_own_size(tg, tmp_path:
     async with running_bot(settings):
         chat = UserChat(tg, 303)
         await chat.document(_png(2400, 1600), "big.png", "image/png")
-        _menu, preset = await chat.wait_button("ps:")
-        await chat.press(preset)
+        await chat.pick_preset()
         result = await chat.wait_result()
         assert "rf:1:0" in buttons_of(result)
         await chat.press("rf:1:0")
@@ -190,8 +189,7 @@ async def test_mix_in_a_second_style(tg, tmp_path: Path) -> None:
     async with running_bot(settings):
         chat = UserChat(tg, 308)
         await chat.photo(picture(96, 64, seed=6))
-        _menu, preset = await chat.wait_button("ps:")
-        await chat.press(preset)
+        await chat.pick_preset()
         result = await chat.wait_result()
         if "rm:1" not in buttons_of(result):
             pytest.fail("presets of this build cannot be mixed")  # the shipped CIN presets can
@@ -265,13 +263,11 @@ async def test_the_same_bot_on_postgresql(tg, tmp_path: Path, postgres_url: str)
     async with running_bot(settings):
         chat = UserChat(tg, 312)
         await chat.photo(picture(96, 64, seed=1))
-        _menu, preset = await chat.wait_button("ps:")
-        await chat.press(preset)
+        await chat.pick_preset()
         await chat.wait_result()
         for update in tg.user_sends_album(312, [picture(96, 64, seed=s) for s in (2, 3)]):
             await update
-        _menu, preset = await chat.wait_button("ps:")
-        await chat.press(preset)
+        await chat.pick_preset()
         await chat.wait("sendMediaGroup")
     conn = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg", "postgresql"))
     try:

@@ -74,8 +74,7 @@ async def test_animation_and_video_note_keep_their_kind(tg, tmp_path: Path) -> N
 
         note = _clip(tmp_path, "note.mp4", size=(64, 64), frames=8)
         await _resolve(tg.user_sends_video_note(302, note, length=64, duration=1))
-        _, preset = await chat.wait_button("ps:")
-        await chat.press(preset)
+        await chat.pick_preset()
         sent = await chat.wait("sendVideoNote", timeout=120)
         assert int(sent.params["length"]) == 64
     _, data = tg.sent_clips(302, "animation")[-1]
