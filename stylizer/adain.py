@@ -17,11 +17,12 @@ into pixels. Only the decoder is trained (``python -m stylizer train-decoder``).
 
 Colour preservation is the facade's job (histogram matching before, luminance transfer after).
 
-**Engines.** ``engine="vgg"`` is the paper's network above. ``engine="fast"`` (the default once
-``[models.adain_fast]`` is in the manifest) keeps AdaIN's style statistics but replaces VGG + decoder
-on the content side by the light net of :mod:`stylizer.fast_adain`, ~20x fewer operations: the CPU
-speed the bot needs. Choose per call with ``options={"engine": ...}`` (CLI ``--opt engine=vgg``) or
-``STYLIZER_ADAIN_ENGINE``. With the fast engine, strength is a pixel blend with the photo.
+**Engines.** ``engine="vgg"`` is the paper's network above (the teacher). ``engine="student"`` (the
+default once ``[models.adain_student]`` is in the manifest) is the same algorithm on the distilled
+VGG-shaped student of :mod:`stylizer.student`, ~16x fewer operations: the CPU speed the bot needs. It keeps
+AdaIN's explicit statistics (measured by the student's own encoder), so it needs no learned style
+embedding, and strength is still feature interpolation (its own ``full_alpha``). Choose per call with
+``options={"engine": ...}`` (CLI ``--opt engine=vgg``) or ``STYLIZER_ADAIN_ENGINE``.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ from torch import nn
 
 from .device import autocast
 from .errors import MethodError, PresetError
-from .fast_adain import MODEL_NAME as FAST_MODEL_NAME
-from .fast_adain import FastAdaIN, load_fast, style_code
 from .features import adain, mean_std
-from .image import blend, load_image, pil_to_tensor, resize_long_side
+from .image import load_image, pil_to_tensor, resize_long_side
 from .manifest import Manifest, load_tensors, save_tensors
 from .methods import MethodJob, StyleInput
+from .student import MODEL_NAME as STUDENT_MODEL_NAME
+from .student import Student, load_student
 from .vgg import VGG19, get_vgg
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CACHE_SIZE = int(os.environ.get("STYLIZER_ADAIN_CACHE", "256"))
 #: Long side style images are encoded at when the caller does not say (the facade passes style_size).
 PRESET_STYLE_SIZE = 512
-ENGINES = ("fast", "vgg")
+ENGINES = ("student", "vgg")
 
 
 class Decoder(nn.Module):
@@ -112,16 +113,16 @@ def load_decoder_file(path: Path, device: torch.device | str, sha256: str = "",
     return decoder.requires_grad_(False).eval().to(device)
 
 
-def full_alpha(manifest: Manifest) -> float:
-    """The feature-interpolation ``alpha`` that strength 1 stands for with the manifest's decoder.
+def full_alpha(manifest: Manifest, model: str = MODEL_NAME) -> float:
+    """The feature-interpolation ``alpha`` that strength 1 stands for with the manifest's decoder (or student).
 
-    Past a point, more alpha costs this decoder much content for little style; ``full_alpha`` in
-    ``[models.adain_decoder]`` (default 1, the paper's) puts "full strength" where the brief's content_err
-    and style_gap medians both stay well inside their bounds (measurements in the manifest).
+    Past a point, more alpha costs a decoder much content for little style; ``full_alpha`` in its
+    ``[models.*]`` entry (default 1, the paper's) puts "full strength" where the brief's content_err and
+    style_gap medians both stay inside their bounds (measurements in the manifest).
     """
-    value = manifest.model(MODEL_NAME).info.get("full_alpha", 1.0)
+    value = manifest.model(model).info.get("full_alpha", 1.0)
     if not isinstance(value, int | float) or not 0.0 < value <= 1.0:
-        raise PresetError(f"[models.{MODEL_NAME}] full_alpha must be a number in (0, 1], got {value!r}")
+        raise PresetError(f"[models.{model}] full_alpha must be a number in (0, 1], got {value!r}")
     return float(value)
 
 
@@ -147,15 +148,20 @@ def stylize_features(f_c: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, a
 
 
 def make_preset_file(style: Path | str, out: Path, size: int = PRESET_STYLE_SIZE,
-                     device: torch.device | str = "cpu", metadata: dict[str, str] | None = None) -> str:
-    """Write an ``adain`` preset (relu4_1 mean/std of ``style`` at long side ``size``); returns sha256."""
+                     device: torch.device | str = "cpu", metadata: dict[str, str] | None = None,
+                     manifest: Manifest | None = None) -> str:
+    """Write an ``adain`` preset: relu4_1 mean/std of ``style`` at long side ``size`` for the VGG engine, and for
+    the student when the manifest has one; returns sha256."""
     vgg = get_vgg(device)
     image = pil_to_tensor(resize_long_side(load_image(style), size), device)
+    manifest = manifest or Manifest.default()
     with torch.inference_mode():
         mean, std = style_stats(vgg, image)
-        code = style_code(vgg, image)
+        tensors = {"mean": mean.flatten(), "std": std.flatten()}
+        if STUDENT_MODEL_NAME in manifest.models and manifest.model(STUDENT_MODEL_NAME).file.is_file():
+            s_mean, s_std = load_student(manifest, device).style_stats(image)
+            tensors.update(student_mean=s_mean.flatten(), student_std=s_std.flatten())
     meta = {"method": "adain", "layer": ENCODER_LAYER, "style_size": str(size), "source": Path(style).name}
-    tensors = {"mean": mean.flatten(), "std": std.flatten(), "code": code[0]}
     return save_tensors(tensors, Path(out), {**meta, **(metadata or {})})
 
 
@@ -172,8 +178,8 @@ class AdaINMethod:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._decoders: dict[tuple[str, str], Decoder] = {}
-        self._fast: dict[tuple[str, str, torch.dtype], FastAdaIN] = {}
-        self._stats: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()  # stats or (code,)
+        self._students: dict[tuple[str, str, torch.dtype], Student] = {}
+        self._stats: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
 
     @staticmethod
     def _has(manifest: Manifest, name: str) -> bool:
@@ -181,37 +187,40 @@ class AdaINMethod:
         return entry is not None and entry.file.is_file()
 
     def available(self, manifest: Manifest) -> bool:
-        return self._has(manifest, MODEL_NAME) or self._has(manifest, FAST_MODEL_NAME)
+        return self._has(manifest, MODEL_NAME) or self._has(manifest, STUDENT_MODEL_NAME)
 
     def engine(self, job: MethodJob) -> str:
-        """``fast`` or ``vgg`` for this job: as asked, else fast when its net is there.
+        """``student`` or ``vgg`` for this job: as asked, else the student when its weights are listed.
 
-        A preset file made before the fast engine existed has no style code; such jobs use ``vgg``.
+        A preset file made before the student existed holds VGG statistics only; such jobs use ``vgg``.
         """
         asked = str(job.options.get("engine") or os.environ.get("STYLIZER_ADAIN_ENGINE", "")).strip().lower()
         if asked and asked not in ENGINES:
             raise MethodError(f"adain: unknown engine {asked!r} (choose {' or '.join(ENGINES)})")
-        for name, model in (("fast", FAST_MODEL_NAME), ("vgg", MODEL_NAME)):
+        for name, model in (("student", STUDENT_MODEL_NAME), ("vgg", MODEL_NAME)):
             if asked == name and not self._has(job.manifest, model):
                 raise MethodError(f"adain: the {name} engine has no weights ([models.{model}] in the manifest)")
         if asked:
             return asked
-        if not self._has(job.manifest, FAST_MODEL_NAME):
+        if not self._has(job.manifest, STUDENT_MODEL_NAME):
             return "vgg"
         if self._has(job.manifest, MODEL_NAME) and any(
-            s.preset is not None and "code" not in _preset_keys(s.preset.file) for s in job.styles
+            s.preset is not None and "student_mean" not in _preset_keys(s.preset.file) for s in job.styles
         ):
             return "vgg"
-        return "fast"
+        return "student"
 
-    def fast_net(self, manifest: Manifest, device: torch.device, dtype: torch.dtype) -> FastAdaIN:
-        """The fast net on ``device`` with its transformer in ``dtype`` (loaded once per file/device/dtype)."""
-        entry = manifest.model(FAST_MODEL_NAME)
+    def student(self, manifest: Manifest, device: torch.device, dtype: torch.dtype = torch.float32) -> Student:
+        """The student on ``device`` in ``dtype`` (loaded once per weights file, device and dtype)."""
+        entry = manifest.model(STUDENT_MODEL_NAME)
         key = (str(entry.file), str(device), dtype)
         with self._lock:
-            if key not in self._fast:
-                self._fast[key] = load_fast(entry, device, dtype)
-            return self._fast[key]
+            if key not in self._students:
+                student = load_student(manifest, device).to(dtype)
+                if device.type == "cpu":
+                    student = student.to(memory_format=torch.channels_last)
+                self._students[key] = student
+            return self._students[key]
 
     def decoder(self, manifest: Manifest, device: torch.device) -> Decoder:
         """The decoder on ``device`` (loaded once per weights file and device)."""
@@ -266,7 +275,7 @@ class AdaINMethod:
 
     def stats_for(self, style: StyleInput, vgg: VGG19, device: torch.device,
                   mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """relu4_1 mean/std of one style ingredient (cached by its key)."""
+        """relu4_1 mean/std of one style ingredient for the VGG engine (cached by its key)."""
         def from_image(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with autocast(device, mixed_precision):
                 return style_stats(vgg, _channels_last(image.to(device), device))
@@ -275,64 +284,73 @@ class AdaINMethod:
             style, style.key, lambda t: (t["mean"].view(1, -1, 1, 1), t["std"].view(1, -1, 1, 1)), from_image)
         return mean.to(device), std.to(device)
 
-    def code_for(self, style: StyleInput, vgg: VGG19, device: torch.device,
-                 mixed_precision: bool = True) -> torch.Tensor:
-        """Style code (1, CODE_DIM) of one style ingredient for the fast engine (cached by its key)."""
-        def from_image(image: torch.Tensor) -> tuple[torch.Tensor]:
-            with torch.inference_mode(), autocast(device, mixed_precision):
-                return (style_code(vgg, _channels_last(image.to(device), device)),)
+    def student_stats_for(self, style: StyleInput, student: Student, device: torch.device,
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean/std of one style ingredient at the student's relu4_1 (cached by its key)."""
+        def from_image(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            dtype = next(student.parameters()).dtype
+            with torch.inference_mode():
+                return student.style_stats(_channels_last(_pad_to_multiple(image.to(device, dtype), 8), device))
 
-        key = f"code:{style.key}" if style.key else ""
-        (code,) = self._ingredient(style, key, lambda t: (t["code"].view(1, -1),), from_image)
-        return code.to(device)
+        key = f"student:{style.key}" if style.key else ""
+        mean, std = self._ingredient(
+            style, key, lambda t: (t["student_mean"].view(1, -1, 1, 1), t["student_std"].view(1, -1, 1, 1)),
+            from_image)
+        return mean.to(device), std.to(device)
 
     # -- inference --------------------------------------------------------------------------------
     def stylize_batch(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float,
-                      manifest: Manifest, device: torch.device, mixed_precision: bool = True) -> torch.Tensor:
+                      manifest: Manifest, device: torch.device, mixed_precision: bool = True,
+                      engine: str = "vgg") -> torch.Tensor:
         """Stylize a batch (N, 3, H, W) of same-sized contents with one target; returns [0, 1] float32.
 
-        Batching same-sized images (e.g. a folder) amortises per-call overhead on the GPU.
+        ``mean``/``std`` are the target statistics in the ``engine``'s feature space (:meth:`stats_for` for
+        ``vgg``, :meth:`student_stats_for` for ``student``). Batching same-sized images amortises per-call
+        overhead.
         """
-        vgg, decoder = get_vgg(device), self.decoder(manifest, device)
         h, w = content.shape[-2:]
         x = _channels_last(_pad_to_multiple(content.to(device), 8), device)
+        if engine == "student":
+            from .transformer import inference_dtype
+
+            dtype = inference_dtype(device, mixed_precision)
+            student = self.student(manifest, device, dtype)
+            with torch.inference_mode():
+                out = student(x.to(dtype), mean, std, alpha)
+            return out[..., :h, :w].float().clamp(0, 1)
+        vgg, decoder = get_vgg(device), self.decoder(manifest, device)
         with torch.inference_mode(), autocast(device, mixed_precision):
             f_c = vgg(x, [ENCODER_LAYER])[ENCODER_LAYER]
             t = stylize_features(f_c, mean, std, alpha)
             out = decoder(t)
         return out[..., :h, :w].float().clamp(0, 1)
 
-    def run(self, job: MethodJob) -> torch.Tensor:
-        if self.engine(job) == "fast":
-            return self._run_fast(job)
-        vgg = get_vgg(job.device)
+    def target(self, job: MethodJob, engine: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(mean, std, alpha) of a job: its styles' statistics mixed by weight, in ``engine``'s feature space,
+        and the feature interpolation its strength stands for."""
         stats = []
+        if engine == "student":
+            from .transformer import inference_dtype
+
+            student = self.student(job.manifest, job.device, inference_dtype(job.device, job.mixed_precision))
+        vgg = get_vgg(job.device) if engine == "vgg" else None
         for i, style in enumerate(job.styles):
-            mean, std = self.stats_for(style, vgg, job.device, job.mixed_precision)
+            if vgg is not None:
+                mean, std = self.stats_for(style, vgg, job.device, job.mixed_precision)
+            else:
+                mean, std = self.student_stats_for(style, student, job.device)
             stats.append((style.weight, mean, std))
             job.report("style", i + 1, len(job.styles))
         mean, std = mix_stats(stats)
-        alpha = job.strength * full_alpha(job.manifest)
-        out = self.stylize_batch(job.content, mean, std, alpha, job.manifest, job.device, job.mixed_precision)
+        model = STUDENT_MODEL_NAME if engine == "student" else MODEL_NAME
+        return mean, std, job.strength * full_alpha(job.manifest, model)
+
+    def run(self, job: MethodJob) -> torch.Tensor:
+        engine = self.engine(job)
+        mean, std, alpha = self.target(job, engine)
+        out = self.stylize_batch(job.content, mean, std, alpha, job.manifest, job.device, job.mixed_precision, engine)
         job.report("decode", 1, 1)
         return out
-
-    def _run_fast(self, job: MethodJob) -> torch.Tensor:
-        from .transformer import inference_dtype
-
-        vgg = get_vgg(job.device)
-        total = sum(s.weight for s in job.styles)
-        code = None
-        for i, style in enumerate(job.styles):
-            part = style.weight / total * self.code_for(style, vgg, job.device, job.mixed_precision)
-            code = part if code is None else code + part
-            job.report("style", i + 1, len(job.styles))
-        dtype = inference_dtype(job.device, job.mixed_precision)
-        model = self.fast_net(job.manifest, job.device, dtype)
-        with torch.inference_mode():
-            out = model.net(job.content.to(job.device, dtype), model.style_params(code, dtype)).float()
-        job.report("decode", 1, 1)
-        return blend(job.content, out, job.strength)
 
 
 def _preset_keys(path: Path) -> set[str]:

@@ -24,6 +24,7 @@ VIDEO_SIZE = 720
 TRAINERS = {
     "train-decoder": "stylizer.train.decoder:add_arguments",
     "train-preset": "stylizer.train.preset:add_arguments",
+    "train-student": "stylizer.train.student:add_arguments",
 }
 
 
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-coherence", action="store_true",
                    help="clips: stylize every frame on its own (flickers; for comparison)")
     p.add_argument("--opt", action="append", type=_option, default=[], metavar="KEY=VALUE",
-                   help="method option, repeatable (adain: engine=fast|vgg; gatys: optimizer=adam, scales=1, ...)")
+                   help="method option, repeatable (adain: engine=student|vgg; gatys: optimizer=adam, scales=1, ...)")
 
     sub.add_parser("presets", help="list presets: name, method, source image, weights file")
 

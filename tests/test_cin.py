@@ -142,3 +142,32 @@ def test_train_preset_api_progress_thumbnail_and_cancel(image_folder: Path, styl
     with pytest.raises(Cancelled):
         train_preset("never", style_image, method="cin", content_dir=image_folder, out_dir=tmp_path, steps=4,
                      size=64, device="cpu", cancel=cancel, manifest=Manifest.default())
+
+
+def test_johnson_fine_tune_starts_as_the_cin_preset(tiny_base, style_image, tmp_path: Path) -> None:
+    """``train-preset --method johnson --init-from CIN_PRESET``: the net starts as the base with the preset's row
+    baked into ordinary norms (the same picture), then every weight trains; it loads as a Johnson preset."""
+    from stylizer.johnson import load_net
+    from stylizer.train.preset import johnson_init
+
+    base_file, rows = tiny_base
+    content = base_file.parents[1] / "content"
+    manifest = Manifest.default()
+    manifest.models["tiny_base"] = ModelEntry("tiny_base", base_file, sha256_file(base_file))
+    alpha = Preset(name="alpha", method="cin", file=rows["alpha"], sha256=sha256_file(rows["alpha"]),
+                   params={"base": "tiny_base"})
+    manifest = manifest.with_presets(alpha)
+    net = johnson_init(alpha, manifest).eval()
+    base = load_base(manifest.model("tiny_base"))
+    x = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        cin_out = base.net(x, style_from_rows({k: v[None] for k, v in load_rows(alpha, base).items()},
+                                              len(base.net.norms)))
+        torch.testing.assert_close(net(x), cin_out)
+    preset = train_preset("alpha_j", style_image, method="johnson", content_dir=content, out_dir=tmp_path,
+                          steps=3, size=32, device="cpu", manifest=manifest, init_from="alpha")
+    tuned = load_net(preset)
+    assert tuned.arch == base.net.arch and not tuned.conditional  # CIN-sized, a plain Johnson net
+    with torch.no_grad():
+        assert (tuned(x) - cin_out).abs().max() > 1e-4  # its weights moved
+        assert (tuned(x) - cin_out).abs().mean() < 0.1  # from where the CIN preset stood

@@ -151,16 +151,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
-    fast = parser.add_argument_group("fast net (--net fast, stylizer/fast_adain.py)")
-    fast.add_argument("--net", choices=("vgg", "fast"), default="vgg",
-                      help="vgg: the paper's decoder (default); fast: the light style-predicting net")
-    fast.add_argument("--init-from", type=Path, default=None, help="CIN base .safetensors to start from")
-    fast.add_argument("--photo-styles", type=float, default=0.25, help="fraction of style samples that are photos")
-    fast.add_argument("--holdout-styles", type=int, default=0, help="keep every N-th painting out of training")
-    fast.add_argument("--tv-weight", type=float, default=1.0)
-    fast.add_argument("--teacher-weight", type=float, default=0.0,
-                      help="distil from the paper's engine: weight of the feature loss to its output (0: off)")
-    fast.add_argument("--teacher", type=Path, default=None, help="teacher decoder file (default: the manifest's)")
     parser.set_defaults(run=run)
 
 
@@ -178,14 +168,5 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, resume=args.resume, max_minutes=args.max_minutes,
         seed=args.seed, mixed_precision=not args.fp32, log_file=args.log_file,
     )
-    if args.net == "fast":
-        from .fast_adain import FastConfig, train_fast
-
-        if not 0 <= args.photo_styles < 1:
-            raise StylizerError("--photo-styles must be in [0, 1)")
-        train_fast(FastConfig(**common, init_from=args.init_from, photo_styles=args.photo_styles,
-                              holdout_styles=args.holdout_styles, tv_weight=args.tv_weight,
-                              teacher_weight=args.teacher_weight, teacher=args.teacher))
-    else:
-        train_decoder(DecoderConfig(**common))
+    train_decoder(DecoderConfig(**common))
     return 0

@@ -1,7 +1,7 @@
 """What the trainers share: the run configuration, resume from a checkpoint, the step log, checkpoints.
 
 Kept apart from any one trainer so that each trainer imports the loop and no trainer imports another
-(``train.decoder`` used to be imported by ``train.fast_adain`` and import it back).
+(``train.decoder`` and the old fast-net trainer used to import each other).
 """
 
 from __future__ import annotations
@@ -112,3 +112,65 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     except (RuntimeError, KeyError, OSError, ValueError) as exc:
         raise StylizerError(f"checkpoint {path} is unusable ({exc})") from exc
     return int(state["step"])
+
+
+class Loop:
+    """The step loop every trainer runs: stops at ``steps`` or after ``max_minutes``, averages and logs the
+    losses every ``log_every`` steps, and every ``checkpoint_minutes`` (and at the end) calls ``checkpoint``
+    and then ``validate``. Time-based checkpoints keep a CPU run and a GPU run equally safe to kill.
+
+    ``step_fn(step)`` runs one optimisation step and returns its losses (detached tensors or floats);
+    ``checkpoint(step)`` saves everything needed to resume; ``validate(step)`` returns figures to log.
+    """
+
+    def __init__(self, tag: str, *, steps: int, max_minutes: float | None = None, log_every: int = 50,
+                 checkpoint_minutes: float = 5.0, log_file: Path | None = None) -> None:
+        self.tag, self.steps, self.log_every = tag, steps, log_every
+        self.max_seconds = max_minutes * 60 if max_minutes else math.inf
+        self.checkpoint_seconds = checkpoint_minutes * 60
+        self.log_file = log_file
+
+    def _log(self, record: dict) -> None:
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def run(self, step_fn, start_step: int, checkpoint, validate=None) -> int:
+        """Run from ``start_step``; returns the last step reached (checkpointed and validated)."""
+        import time
+
+        start = last_save = time.perf_counter()
+        window: dict[str, list[float]] = {}
+        step = start_step
+
+        def save_and_validate() -> None:
+            checkpoint(step)
+            figures = validate(step) if validate is not None else {}
+            if figures:
+                log.info("%s step %d validation %s", self.tag, step, json.dumps(figures))
+            self._log({"step": step, "validation": figures, "seconds": round(time.perf_counter() - start, 1)})
+
+        while step < self.steps:
+            losses = step_fn(step)
+            step += 1
+            for k, v in losses.items():
+                window.setdefault(k, []).append(float(v))
+            now = time.perf_counter()
+            if step % self.log_every == 0 or step == start_step + 1:
+                means = {k: sum(v) / len(v) for k, v in window.items()}
+                window.clear()
+                if not all(math.isfinite(v) for v in means.values()):
+                    raise StylizerError(f"{self.tag}: training diverged before step {step} ({means})")
+                rate = (step - start_step) / (now - start)
+                log.info("%s step %d/%d %s %.2f it/s", self.tag, step, self.steps,
+                         " ".join(f"{k}={v:.4f}" for k, v in means.items()), rate)
+                self._log({"step": step, "losses": {k: round(v, 5) for k, v in means.items()}})
+            if now - start > self.max_seconds:
+                log.info("%s: time limit reached at step %d", self.tag, step)
+                break
+            if now - last_save > self.checkpoint_seconds:
+                save_and_validate()
+                last_save = time.perf_counter()
+        save_and_validate()
+        return step

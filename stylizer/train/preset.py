@@ -161,23 +161,51 @@ def _prepare(device: torch.device, cfg: TrainConfig):
     return vgg
 
 
+def johnson_init(preset: Preset, manifest: Manifest) -> TransformerNet:
+    """A trainable Johnson net that starts where ``preset`` stands (float32, on the CPU).
+
+    A Johnson preset is continued as it is. A CIN preset becomes its base net with the preset's
+    ``(gamma, beta)`` row written into ordinary affine norms: the same function, and the same size and
+    speed as the CIN net, but now every weight can move for this one style. That is the step past the
+    shared base's capacity when a row alone cannot hold a painting on held-out photos (issue 15).
+    """
+    if preset.method == "johnson":
+        from ..johnson import load_net
+
+        return load_net(preset).float().requires_grad_(True)
+    if preset.method != "cin":
+        raise StylizerError(f"cannot start a Johnson net from a {preset.method} preset")
+    base = load_base(manifest.model(str(preset.params.get("base", DEFAULT_BASE))))
+    rows = load_rows(preset, base)
+    net = TransformerNet(base.net.arch)
+    tensors = dict(base.net.state_dict())
+    for i in range(len(net.norms)):
+        tensors[f"norms.{i}.weight"], tensors[f"norms.{i}.bias"] = rows[f"gamma.{i}"], rows[f"beta.{i}"]
+    net.load_state_dict(tensors)
+    return net.float()
+
+
 def train_johnson(style: img.ImageSource, out_file: Path, content_dir: Path, cfg: TrainConfig | None = None,
                   device: str | torch.device = "auto", progress: ProgressFn | None = None,
-                  cancel: threading.Event | None = None) -> dict[str, float]:
-    """Train a Johnson net for one painting into ``out_file`` (fp16 safetensors); returns run statistics."""
+                  cancel: threading.Event | None = None, init: TransformerNet | None = None) -> dict[str, float]:
+    """Train a Johnson net for one painting into ``out_file`` (fp16 safetensors); returns run statistics.
+
+    ``init`` (see :func:`johnson_init`) fine-tunes a net that already renders a close style, with a
+    lower default learning rate, instead of training one from random weights.
+    """
     cfg = cfg or TrainConfig()
     dev = resolve_device(device)
     vgg = _prepare(dev, cfg)
-    steps, batch, lr = _default(cfg, dev, (4000, 300), 1e-3)
+    steps, batch, lr = _default(cfg, dev, (4000, 300), 1e-3 if init is None else 2e-4)
     loss_fn = PerceptualLoss(vgg, [_style_tensor(style, cfg, dev)], cfg.weights)
-    net = TransformerNet(JOHNSON_ARCH).to(dev).train()
+    net = (init if init is not None else TransformerNet(JOHNSON_ARCH)).to(dev).train()
     batches = _content_batches(content_dir, cfg, batch, dev)
     stats: dict[str, float] = {}
 
     def save(step: int) -> None:
         stats_now = {"steps": step, "seconds": 0.0, "avg_loss": float("nan"), **stats}
         save_tensors(net.state_dict(), out_file,
-                     _metadata("johnson", JOHNSON_ARCH.to_json(), cfg, dev, stats_now, style=_source_name(style)))
+                     _metadata("johnson", net.arch.to_json(), cfg, dev, stats_now, style=_source_name(style)))
 
     stats.update(_optimise(list(net.parameters()), lambda x: (net(x), None), loss_fn, batches, steps=steps, lr=lr,
                            cfg=cfg, device=dev, save=save, progress=progress, cancel=cancel,
@@ -334,7 +362,8 @@ def train_preset(
     """Train a preset from one style picture and return its draft :class:`Preset` (sha256 filled).
 
     ``cin`` fits a new row on the manifest's CIN base net (``base``), from the mean row or from the row of
-    the preset ``init_from`` (a re-fit); ``johnson`` trains a whole net.
+    the preset ``init_from`` (a re-fit); ``johnson`` trains a whole net, from random weights or, with
+    ``init_from``, from that preset's net (a CIN preset: its base with its row baked in, see :func:`johnson_init`).
     Weights go to ``out_dir/{method}_{name}.safetensors`` and a thumbnail (``sample``, default the first
     held-out photo of ``content_dir``, stylized at 256 px) to ``out_dir/thumbs/{name}.jpg``.
     Publishing the draft (adding it to a manifest) is the caller's decision.
@@ -350,10 +379,11 @@ def train_preset(
                   size=size)
     out_file = out_dir / f"{method}_{name}.safetensors"
     params: dict[str, str] = {}
+    init = manifest.preset(init_from) if init_from else None
     if method == "johnson":
-        train_johnson(style, out_file, content_dir, cfg, device, progress, cancel)
+        train_johnson(style, out_file, content_dir, cfg, device, progress, cancel,
+                      johnson_init(init, manifest) if init is not None else None)
     elif method == "cin":
-        init = manifest.preset(init_from) if init_from else None
         if init is not None and init.method != "cin":
             raise StylizerError(f"--init-from {init_from}: a {init.method} preset has no CIN row")
         fit_cin_style(style, manifest.model(base), out_file, content_dir, cfg, device, progress, cancel, init)
@@ -383,7 +413,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out-dir", type=Path, default=WEIGHTS_DIR, help="where weights and thumbnails go")
     p.add_argument("--base", default=DEFAULT_BASE, help="name of the CIN base net (model in the manifest)")
     p.add_argument("--init-from", default=None, metavar="PRESET",
-                   help="cin: start from this preset's row (re-fit it with other settings)")
+                   help="cin: start from this preset's row (re-fit it with other settings); johnson: start from "
+                        "this preset's net (a cin preset: its base net with its row, then every weight trains)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--size", type=int, default=256, help="training crop size (default 256)")
     p.add_argument("--style-size", type=int, default=None, help="long side of style pictures (default 2 x size)")

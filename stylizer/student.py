@@ -1,0 +1,208 @@
+"""The AdaIN student: a VGG-shaped encoder and decoder at a fraction of the width (issue 11).
+
+Collaborative Distillation (Wang et al., CVPR 2020) applied to AdaIN: the encoder keeps VGG-19's layout
+up to ``relu4_1`` at about a quarter of its width, the decoder mirrors it, and AdaIN runs on the student's
+own features with their explicit channel mean/std. So, unlike a net that has to *learn* a style embedding
+from a few dozen paintings, any picture's statistics are simply measured, which is what generalises to
+styles nobody trained on. About 8 GMAC per 512 px image instead of the teacher's ~126.
+
+Both halves start from the teacher pruned by filter norm (:func:`pruned_from_teacher`): each layer keeps
+its largest-norm filters and the next layer the matching input channels, so training starts from a net
+that already computes a thinned VGG. The 1x1 *embeddings* that map student features onto VGG's are a
+training device (:mod:`stylizer.train.student`) and are not shipped.
+
+The widths live in the file's metadata (:class:`StudentArch`), so a wider student loads without code
+changes. Inference: :func:`load_student` + :meth:`Student.stylize`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import PresetError
+from .features import adain, mean_std
+from .manifest import Manifest, load_tensors
+from .vgg import CaffePreprocess
+
+MODEL_NAME = "adain_student"
+#: The teacher's encoder taps the student reproduces, in forward order.
+TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+#: VGG-19's widths at those taps.
+VGG_WIDTHS = (64, 128, 256, 512)
+
+
+@dataclass(frozen=True)
+class StudentArch:
+    """Channels per VGG block (1..4) of the encoder; the decoder mirrors them. Default: a quarter of VGG."""
+
+    widths: tuple[int, int, int, int] = (16, 32, 64, 128)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> StudentArch:
+        return cls(tuple(json.loads(text)["widths"])) if text else cls()  # type: ignore[arg-type]
+
+
+def encoder_plan(arch: StudentArch) -> list[tuple[str, int, int]]:
+    """(VGG layer name, in, out) per conv up to conv4_1, in order (pools after conv1_2, conv2_2, conv3_4)."""
+    w1, w2, w3, w4 = arch.widths
+    return [("conv1_1", 3, w1), ("conv1_2", w1, w1), ("conv2_1", w1, w2), ("conv2_2", w2, w2),
+            ("conv3_1", w2, w3), ("conv3_2", w3, w3), ("conv3_3", w3, w3), ("conv3_4", w3, w3),
+            ("conv4_1", w3, w4)]
+
+
+def decoder_plan(arch: StudentArch) -> list[tuple[int, int, bool]]:
+    """(in, out, upsample after) per decoder conv: the mirror of :class:`stylizer.adain.Decoder`'s plan."""
+    w1, w2, w3, w4 = arch.widths
+    return [(w4, w3, True), (w3, w3, False), (w3, w3, False), (w3, w3, False), (w3, w2, True),
+            (w2, w2, False), (w2, w1, True), (w1, w1, False), (w1, 3, False)]
+
+
+_POOL_AFTER = {"conv1_2", "conv2_2", "conv3_4"}
+_TAP_OF = {"conv1_1": "relu1_1", "conv2_1": "relu2_1", "conv3_1": "relu3_1", "conv4_1": "relu4_1"}
+
+
+class StudentEncoder(nn.Module):
+    """RGB [0, 1] -> ``{tap: feature}`` at relu1_1..relu4_1, VGG's layout (zero padding, max pools)."""
+
+    def __init__(self, arch: StudentArch) -> None:
+        super().__init__()
+        self.preprocess = CaffePreprocess()
+        self.convs = nn.ModuleDict({name: nn.Conv2d(cin, cout, 3, padding=1) for name, cin, cout in encoder_plan(arch)})
+
+    def forward(self, x: torch.Tensor, taps: tuple[str, ...] = ("relu4_1",)) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        x = self.preprocess(x)
+        for name, conv in self.convs.items():
+            x = F.relu(conv(x))
+            if _TAP_OF.get(name) in taps:
+                out[_TAP_OF[name]] = x
+                if len(out) == len(taps):
+                    break
+            if name in _POOL_AFTER:
+                x = F.max_pool2d(x, 2)
+        return out
+
+
+class StudentDecoder(nn.Module):
+    """Student features at relu4_1 -> RGB; reflection padding, nearest upsampling, no norms (as the teacher's)."""
+
+    def __init__(self, arch: StudentArch) -> None:
+        super().__init__()
+        plan = decoder_plan(arch)
+        self.up = [up for _, _, up in plan]
+        self.convs = nn.ModuleList([nn.Conv2d(cin, cout, 3) for cin, cout, _ in plan])
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        x = t
+        for i, (conv, up) in enumerate(zip(self.convs, self.up, strict=True)):
+            x = conv(F.pad(x, [1, 1, 1, 1], mode="reflect"))
+            if i < len(self.convs) - 1:
+                x = F.relu(x)
+            if up:
+                x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return x
+
+
+class Student(nn.Module):
+    """Encoder + decoder; ``forward(content, mean, std, alpha)`` is AdaIN with the student's own statistics."""
+
+    def __init__(self, arch: StudentArch | None = None) -> None:
+        super().__init__()
+        self.arch = arch or StudentArch()
+        self.encoder = StudentEncoder(self.arch)
+        self.decoder = StudentDecoder(self.arch)
+
+    def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Channel mean and std (float32) of a style picture at the student's relu4_1."""
+        return mean_std(self.encoder(style)["relu4_1"].float())
+
+    def forward(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float = 1.0,
+                ) -> torch.Tensor:
+        """Stylize ``content`` (N, 3, H, W; H and W multiples of 8) towards statistics (N or 1, C, 1, 1)."""
+        f = self.encoder(content)["relu4_1"]
+        t = adain(f, mean.to(f.dtype), std.to(f.dtype))
+        if alpha < 1.0:
+            t = alpha * t + (1 - alpha) * f
+        return self.decoder(t)
+
+
+def _keep(weight: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices (sorted) of the ``k`` output filters with the largest L1 norm."""
+    return weight.flatten(1).abs().sum(1).topk(k).indices.sort().values
+
+
+def pruned_from_teacher(vgg_state: Mapping[str, torch.Tensor], decoder_state: Mapping[str, torch.Tensor],
+                        arch: StudentArch | None = None) -> tuple[Student, dict[str, torch.Tensor]]:
+    """A student initialised from VGG-19 and our decoder pruned by filter norm, and the kept VGG channels
+    per tap (``{tap: indices}``), which the training embeddings start from.
+
+    ``vgg_state`` is :func:`stylizer.vgg.load_state_dict`; ``decoder_state`` the teacher decoder's state dict.
+    """
+    student = Student(arch)
+    kept_in = torch.arange(3)
+    taps: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, _, cout in encoder_plan(student.arch):
+            w, b = vgg_state[f"layers.{name}.weight"], vgg_state[f"layers.{name}.bias"]
+            kept = _keep(w[:, kept_in], cout)
+            conv = student.encoder.convs[name]
+            conv.weight.copy_(w[kept][:, kept_in])
+            conv.bias.copy_(b[kept])
+            if name in _TAP_OF:
+                taps[_TAP_OF[name]] = kept
+            kept_in = kept
+        # the teacher decoder: Sequential of (pad, conv, relu?, up?) -> its convs in order
+        weights = [k for k in decoder_state if k.endswith(".weight")]
+        kept_in = taps["relu4_1"]
+        for i, (key, conv) in enumerate(zip(weights, student.decoder.convs, strict=True)):
+            w, b = decoder_state[key], decoder_state[key.removesuffix("weight") + "bias"]
+            w = w[:, kept_in]
+            kept = torch.arange(3) if i == len(weights) - 1 else _keep(w, conv.out_channels)
+            conv.weight.copy_(w[kept])
+            conv.bias.copy_(b[kept])
+            kept_in = kept
+    return student, taps
+
+
+def macs(arch: StudentArch, size: int = 512) -> float:
+    """Multiply-accumulates (GMAC) of one stylization of a ``size`` x ``size`` image (encoder + decoder)."""
+    total, side = 0, size
+    for name, cin, cout in encoder_plan(arch):
+        total += side * side * cin * cout * 9
+        if name in _POOL_AFTER:
+            side //= 2
+    for cin, cout, up in decoder_plan(arch):
+        total += side * side * cin * cout * 9
+        if up:
+            side *= 2
+    return total / 1e9
+
+
+def load_student_file(path: Path, sha256: str = "", device: torch.device | str = "cpu") -> Student:
+    """A frozen student from a safetensors file (architecture from its metadata); a wrong file is a PresetError."""
+    from .cin import read_metadata
+
+    what = "AdaIN student"
+    tensors = load_tensors(Path(path), sha256, what)
+    student = Student(StudentArch.from_json(read_metadata(Path(path), what).get("arch")))
+    try:
+        student.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except RuntimeError as exc:
+        raise PresetError(f"{what} {Path(path).name} does not fit the network ({exc})") from exc
+    return student.requires_grad_(False).eval().to(device)
+
+
+def load_student(manifest: Manifest, device: torch.device | str = "cpu") -> Student:
+    """The manifest's ``[models.adain_student]``, verified by sha256."""
+    entry = manifest.model(MODEL_NAME)
+    return load_student_file(entry.file, entry.sha256, device)

@@ -1,0 +1,590 @@
+"""Train the AdaIN student (:mod:`stylizer.student`) on the CPU, resumably: ``python -m stylizer train-student``.
+
+Three commands on one work folder (``--work``), each resumable and bounded by ``--max-minutes``:
+
+* ``cache``: the teacher (VGG-19 + our decoder at alpha ``--alpha``) stylizes random (photo crop, style
+  crop) pairs once; shards of uint8 pictures plus the style crops' VGG statistics land in ``WORK/cache``.
+  Phase B then never runs the teacher's decoder, and the cache is reused across sessions.
+* ``a`` (encoder): the student encoder's features, mapped by trainable 1x1 embeddings, regress onto VGG's at
+  relu1_1..relu4_1 (plus their channel mean/std, plus reconstruction of the picture through our *frozen*
+  decoder from the embedded relu4_1), on photos and style pictures alike: the encoder measures styles too.
+* ``b`` (decoder): the encoder is frozen; the decoder learns from the cached teacher outputs (pixels and
+  VGG relu1_1/relu2_1) mixed with AdaIN's own losses (the output's student relu4_1 should equal the AdaIN
+  target; its VGG mean/std at four layers should equal the style's): the own losses let it go past a
+  teacher that under-styles textures (issue 11, bench/adain_kinds.py).
+
+Style data (:class:`StylePool`): paintings (augmented: crops at several scales, flips, rotations, colour
+jitter), photos as styles, procedural textures coloured with paintings' palettes, and pictures PyPI packages
+ship (``--extra-styles``, see scripts/pypi_styles). Named paintings and extra pictures, and texture seeds
+below 10000, are held out for validation: a fixed grid of held-out photos x held-out styles of every kind,
+medians of content_err / style_gap logged at each checkpoint (every ``--checkpoint-minutes``). The best
+checkpoint by the issue's bar is written to ``WORK/best_{phase}.safetensors`` with its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .. import image as img
+from ..adain import load_decoder
+from ..device import autocast, resolve_device
+from ..errors import StylizerError
+from ..features import adain, mean_std
+from ..losses import mean_std_loss
+from ..manifest import Manifest, save_tensors
+from ..metrics import quality
+from ..student import TAPS, VGG_WIDTHS, Student, StudentArch, load_student_file, pruned_from_teacher
+from ..vgg import LAYER_SCALE, get_vgg, load_state_dict
+from .data import StyleAugment, random_crop, resize_short_side, to_tensor
+from .loop import Loop
+from .preset import split_content
+from .styles import KINDS, generate, palette_of, random_palette
+
+log = logging.getLogger(__name__)
+
+#: Styles never trained on (validation): paintings of ../shared and pictures from PyPI packages.
+HELD_OUT_PAINTINGS = ("hokusai_great_wave.jpg", "kahlo_self_portrait.jpg", "en_campo_gris.jpg", "trial.jpg")
+HELD_OUT_EXTRA = ("hubble_deep_field", "ihc", "retina")
+#: Procedural textures with seeds below this are validation only.
+TRAIN_SEEDS_FROM = 10_000
+#: Share of each kind of style among training samples.
+KIND_SHARES = {"painting": 0.4, "texture": 0.25, "photo": 0.2, "extra": 0.15}
+#: The issue's bar: median style_gap <= 0.45 at content_err <= 0.62.
+BAR = {"style_gap": 0.45, "content_err": 0.62}
+SHARD = 50
+
+
+@dataclass
+class StudentConfig:
+    phase: str  # "cache", "a" or "b"
+    content_dir: Path
+    style_dir: Path
+    work: Path
+    extra_styles: Path | None = None
+    steps: int = 4000
+    batch: int = 4
+    crop: int = 256
+    lr: float | None = None  # default: 2e-4 (a and b)
+    alpha: float = 1.0  # the teacher's feature interpolation in the cache and the student's in phase B
+    pairs: int = 1500  # teacher outputs in the cache
+    max_minutes: float | None = None
+    checkpoint_minutes: float = 8.0
+    log_every: int = 25
+    seed: int = 0
+    device: str = "auto"
+    widths: tuple[int, int, int, int] = StudentArch().widths
+    val_size: int = 320
+    val_photos: int = 3
+    weights: dict[str, float] = field(default_factory=lambda: {
+        "pixel": 5.0, "perceptual": 1.0, "content": 1.0, "style": 10.0})
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+
+class StylePool:
+    """Random style pictures of every kind a user may send, and the held-out validation styles."""
+
+    def __init__(self, cfg: StudentConfig) -> None:
+        paintings = img.list_images(cfg.style_dir)
+        self.paintings = [p for p in paintings if p.name not in HELD_OUT_PAINTINGS]
+        self.val_paintings = [p for p in paintings if p.name in HELD_OUT_PAINTINGS]
+        extra = img.list_images(cfg.extra_styles) if cfg.extra_styles and cfg.extra_styles.is_dir() else []
+        self.extra = [p for p in extra if p.stem not in HELD_OUT_EXTRA]
+        self.val_extra = [p for p in extra if p.stem in HELD_OUT_EXTRA]
+        train, held = split_content(cfg.content_dir)
+        val_photo_styles = set(img.list_images(cfg.content_dir)[50::100])
+        self.photos = [p for p in train if p not in val_photo_styles]
+        self.val_photo_styles = sorted(val_photo_styles - set(held))
+        self.crop = cfg.crop
+        self.augment = StyleAugment(cfg.crop)
+        self.photo_augment = StyleAugment(cfg.crop, jitter=0.5)
+        self._cache: dict[Path, Image.Image] = {}
+        self._palettes: dict[Path, np.ndarray] = {}
+
+    def _load(self, path: Path) -> Image.Image:
+        if path not in self._cache:
+            pil = img.load_image(path).convert("RGB")
+            self._cache[path] = img.resize_long_side(pil, 4 * self.crop) if max(pil.size) > 4 * self.crop else pil
+        return self._cache[path]
+
+    def sample(self, rng: random.Random) -> tuple[str, Image.Image]:
+        """(kind, a crop x crop style picture)."""
+        kinds = [k for k in KIND_SHARES if k != "extra" or self.extra]
+        kind = rng.choices(kinds, [KIND_SHARES[k] for k in kinds])[0]
+        if kind == "texture":
+            source = rng.choice(self.paintings)
+            if source not in self._palettes:
+                self._palettes[source] = palette_of(self._load(source))
+            palette = (self._palettes[source] if rng.random() < 0.6
+                       else random_palette(np.random.default_rng(rng.randrange(2**31))))
+            side = rng.choice([self.crop, 2 * self.crop])
+            pil = generate(rng.choice(KINDS), rng.randrange(TRAIN_SEEDS_FROM, 2**31), (side, side), palette)
+            return kind, self.augment(pil, rng)
+        if kind == "photo":
+            return kind, self.photo_augment(self._load(rng.choice(self.photos)), rng)
+        pool = self.paintings if kind == "painting" else self.extra
+        return kind, self.augment(self._load(rng.choice(pool)), rng)
+
+    def validation_styles(self) -> list[tuple[str, str, Image.Image]]:
+        """(kind, name, picture) of the fixed validation styles: none of them is ever trained on."""
+        out = [("painting", p.name, img.load_image(p)) for p in self.val_paintings[:2]]
+        out += [("texture", f"{kind} seed {1000 + i}", generate(kind, 1000 + i, (512, 512)))
+                for i, kind in enumerate(KINDS[:2])]
+        out += [("extra", p.name, img.load_image(p)) for p in self.val_extra[:2]]
+        out += [("photo", p.name, img.load_image(p)) for p in self.val_photo_styles[:1]]
+        return out
+
+
+def _content_crop(path: Path, crop: int, rng: random.Random, cache: dict[Path, Image.Image]) -> Image.Image:
+    if path not in cache:
+        cache[path] = resize_short_side(img.load_image(path).convert("RGB"), crop)
+    return random_crop(cache[path], crop, rng)
+
+
+def _u8(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+# --- the teacher cache ----------------------------------------------------------------------------------------------
+
+def build_cache(cfg: StudentConfig) -> int:
+    """Fill ``WORK/cache`` up to ``cfg.pairs`` teacher outputs (whole shards; existing shards are kept)."""
+    device = resolve_device(cfg.device)
+    out_dir = cfg.work / "cache"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vgg = get_vgg(device)
+    decoder = load_decoder(Manifest.default(), device)
+    pool = StylePool(cfg)
+    photos, _ = split_content(cfg.content_dir)
+    contents: dict[Path, Image.Image] = {}
+    loop = Loop("teacher cache", steps=-(-cfg.pairs // SHARD), max_minutes=cfg.max_minutes, log_every=1,
+                checkpoint_minutes=1e9)
+    done = len(list(out_dir.glob("shard_*.pt")))
+
+    def shard(i: int) -> dict[str, float]:
+        rng = random.Random(cfg.seed * 1_000_003 + i)
+        c = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, contents)) for _ in range(SHARD)])
+        kinds, styles = zip(*(pool.sample(rng) for _ in range(SHARD)), strict=True)
+        s = torch.stack([to_tensor(p) for p in styles])
+        teacher, stats = [], {f"{k}.{t}": [] for t in TAPS for k in ("mean", "std")}
+        with torch.no_grad(), autocast(device):
+            for j in range(0, SHARD, 10):
+                cj, sj = c[j:j + 10].to(device), s[j:j + 10].to(device)
+                f_s = vgg(sj, TAPS)
+                for t in TAPS:
+                    m, sd = mean_std(f_s[t])
+                    stats[f"mean.{t}"].append(m.flatten(1).half().cpu())
+                    stats[f"std.{t}"].append(sd.flatten(1).half().cpu())
+                f_c = vgg(cj, ["relu4_1"])["relu4_1"]
+                m, sd = mean_std(f_s["relu4_1"])
+                t_ = cfg.alpha * adain(f_c, m, sd) + (1 - cfg.alpha) * f_c
+                teacher.append(_u8(decoder(t_).float()).cpu())
+        record = {"content": _u8(c), "style": _u8(s), "teacher": torch.cat(teacher), "kinds": list(kinds),
+                  "alpha": cfg.alpha, **{k: torch.cat(v) for k, v in stats.items()}}
+        tmp = out_dir / f"shard_{i:04d}.pt.tmp"
+        torch.save(record, tmp)
+        tmp.replace(out_dir / f"shard_{i:04d}.pt")
+        return {"pairs": float((i + 1) * SHARD)}
+
+    return loop.run(shard, done, lambda step: None) * SHARD
+
+
+class TeacherCache:
+    """Random batches from the cache shards (kept in memory as uint8: 1500 pairs at 256 px ~ 0.9 GB)."""
+
+    def __init__(self, folder: Path, device: torch.device) -> None:
+        files = sorted(folder.glob("shard_*.pt"))
+        if not files:
+            raise StylizerError(f"no teacher cache in {folder}: run `train-student cache` first")
+        shards = [torch.load(f, weights_only=True) for f in files]
+        self.data = {k: torch.cat([s[k] for s in shards]) for k in shards[0] if isinstance(shards[0][k], torch.Tensor)}
+        self.alpha = float(shards[0]["alpha"])
+        self.n = len(self.data["content"])
+        self.device = device
+        log.info("teacher cache: %d pairs from %d shards (alpha %.2f)", self.n, len(files), self.alpha)
+
+    def batch(self, size: int, gen: torch.Generator, crop: int | None = None) -> dict[str, torch.Tensor]:
+        """``size`` random pairs; content and teacher output share one random flip and ``crop`` window
+        (the style stays whole: its statistics were measured on all of it)."""
+        idx = torch.randint(0, self.n, (size,), generator=gen)
+        flip = bool(torch.randint(0, 2, (), generator=gen))
+        side = self.data["content"].shape[-1]
+        crop = min(crop or side, side)
+        y, x0 = (int(torch.randint(0, side - crop + 1, (), generator=gen)) for _ in range(2))
+        out = {}
+        for k, v in self.data.items():
+            x = v[idx]
+            if x.dtype == torch.uint8:
+                x = x.float().div_(255)
+                if k != "style":  # content and its teacher output move together
+                    x = x[..., y:y + crop, x0:x0 + crop]
+                    x = x.flip(-1) if flip else x
+            out[k] = x.float().to(self.device)
+        return out
+
+
+# --- the student, its embeddings, checkpoints -------------------------------------------------------------------
+
+class Embeddings(nn.Module):
+    """1x1 maps from the student's features onto VGG's at each tap (training only), started as the pruning's
+    channel selection: student channel i lands on the VGG channel it was cut from."""
+
+    def __init__(self, arch: StudentArch, kept: dict[str, torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.maps = nn.ModuleDict({t: nn.Conv2d(w, vw, 1) for t, w, vw in zip(TAPS, arch.widths, VGG_WIDTHS,
+                                                                                  strict=True)})
+        if kept is not None:
+            with torch.no_grad():
+                for t, conv in self.maps.items():
+                    conv.weight.zero_()
+                    conv.bias.zero_()
+                    conv.weight[kept[t], torch.arange(len(kept[t])), 0, 0] = 1.0
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {t: self.maps[t](f) for t, f in feats.items()}
+
+
+def _sample_images(cfg: StudentConfig, n: int, side: int = 128) -> torch.Tensor:
+    """``n`` pictures, half photos, half style pictures, for fitting the embeddings at the start."""
+    rng = random.Random(cfg.seed)
+    photos, _ = split_content(cfg.content_dir)
+    pool, cache = StylePool(cfg), {}
+    out = [to_tensor(_content_crop(rng.choice(photos), side, rng, cache)) for _ in range(n - n // 2)]
+    out += [to_tensor(pool.sample(rng)[1].resize((side, side))) for _ in range(n // 2)]
+    return torch.stack(out)
+
+
+def fit_embeddings(student: Student, embed: Embeddings, images: torch.Tensor) -> None:
+    """Least-squares 1x1 maps from the (pruned) student's features onto VGG's on ``images``: phase A then starts
+    from the best linear stand-in for the channels pruning removed instead of zeros."""
+    vgg = get_vgg("cpu")
+    with torch.no_grad():
+        f, v = student.encoder(images, TAPS), vgg(images, TAPS)
+        for t in TAPS:
+            x = f[t].permute(0, 2, 3, 1).reshape(-1, f[t].shape[1]).double()
+            y = v[t].permute(0, 2, 3, 1).reshape(-1, v[t].shape[1]).double()
+            x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+            sol = torch.linalg.lstsq(x1, y).solution  # (C_s + 1, C_v)
+            conv = embed.maps[t]
+            conv.weight.copy_(sol[:-1].T.float()[..., None, None])
+            conv.bias.copy_(sol[-1].float())
+
+
+def _teacher_preactivations(teacher, t: torch.Tensor) -> list[torch.Tensor]:
+    """Each conv's output (before its ReLU) of the teacher decoder (:class:`stylizer.adain.Decoder`) on ``t``."""
+    outs, x = [], t
+    for module in teacher.net:
+        x = module(x)
+        if isinstance(module, nn.Conv2d):
+            outs.append(x)
+    return outs
+
+
+def refit_decoder(student: Student, teacher, vgg, content: torch.Tensor, style: torch.Tensor, alpha: float,
+                  ridge: float = 1e-3, max_rows: int = 60_000) -> list[float]:
+    """Start the student's decoder as a layer-by-layer least-squares copy of the teacher's (reconstruction-based
+    channel pruning, He et al. 2017): each layer keeps the teacher's largest-norm filters and its weights are
+    solved so that, fed the *student's* own previous layer, it reproduces the teacher's pre-activations of those
+    filters on real AdaIN targets. Filter selection alone (:func:`pruned_from_teacher`) drops 3/4 of each layer's
+    inputs and starts from a picture far from the teacher's; this starts next to it. Returns each layer's
+    relative residual."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        f_v = vgg(content, ["relu4_1"])["relu4_1"]
+        m, sd = mean_std(vgg(style, ["relu4_1"])["relu4_1"])
+        targets = _teacher_preactivations(teacher, alpha * adain(f_v, m, sd) + (1 - alpha) * f_v)
+        f_s = student.encoder(content)["relu4_1"]
+        m, sd = student.style_stats(style)
+        x = alpha * adain(f_s, m, sd) + (1 - alpha) * f_s
+        residuals = []
+        last = len(student.decoder.convs) - 1
+        for i, (conv, up) in enumerate(zip(student.decoder.convs, student.decoder.up, strict=True)):
+            z = targets[i]
+            keep = (torch.arange(z.shape[1]) if i == last
+                    else teacher_filters(teacher, i).topk(conv.out_channels).indices.sort().values)
+            per = max(1, max_rows // len(x))
+            a_parts, y_parts = [], []
+            for n in range(len(x)):  # one picture at a time: unfolded 3x3 patches of a batch would not fit
+                cols = F.unfold(F.pad(x[n:n + 1], [1, 1, 1, 1], mode="reflect"), 3)[0].T  # (H*W, C*9)
+                rows = torch.randperm(len(cols), generator=gen)[:per]
+                a_parts.append(cols[rows].double())
+                y_parts.append(z[n, keep].flatten(1).T[rows].double())
+            a, y = torch.cat(a_parts), torch.cat(y_parts)
+            a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], 1)
+            gram = a.T @ a
+            gram += ridge * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+            sol = torch.linalg.solve(gram, a.T @ y)  # (C*9 + 1, k)
+            conv.weight.copy_(sol[:-1].T.reshape(conv.weight.shape).float())
+            conv.bias.copy_(sol[-1].float())
+            x = conv(F.pad(x, [1, 1, 1, 1], mode="reflect"))
+            residuals.append(float(((x - z[:, keep]) ** 2).mean() / (z[:, keep] ** 2).mean()))
+            if i < last:
+                x = F.relu(x)
+            if up:
+                x = F.interpolate(x, scale_factor=2, mode="nearest")
+    return residuals
+
+
+def teacher_filters(teacher, i: int) -> torch.Tensor:
+    """L1 norm of each output filter of the teacher decoder's ``i``-th conv."""
+    convs = [m for m in teacher.net if isinstance(m, nn.Conv2d)]
+    return convs[i].weight.detach().flatten(1).abs().sum(1)
+
+
+def _ckpt(cfg: StudentConfig, phase: str) -> Path:
+    return cfg.work / f"phase_{phase}.ckpt"
+
+
+def _save(path: Path, **state) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embeddings, dict | None]:
+    """The student (and embeddings) this phase starts from: its own checkpoint, else phase A's (for B), else
+    the pruned teacher."""
+    arch = StudentArch(tuple(cfg.widths))  # type: ignore[arg-type]
+    own = _ckpt(cfg, cfg.phase)
+    source = own if own.is_file() else (_ckpt(cfg, "a") if cfg.phase == "b" and _ckpt(cfg, "a").is_file() else None)
+    if source is None:
+        if cfg.phase == "b":
+            raise StylizerError(f"phase b starts from phase a: no {_ckpt(cfg, 'a')}")
+        decoder = load_decoder(Manifest.default(), "cpu")
+        student, kept = pruned_from_teacher(load_state_dict(), decoder.state_dict(), arch)
+        embed = Embeddings(arch, kept)
+        fit_embeddings(student, embed, _sample_images(cfg, 16))
+        return student.to(device), embed.to(device), None
+    state = torch.load(source, map_location=device, weights_only=True)
+    student = Student(StudentArch(tuple(state["widths"]))).to(device)
+    student.load_state_dict(state["student"])
+    embed = Embeddings(student.arch).to(device)
+    embed.load_state_dict(state["embed"])
+    log.info("%s starts from %s (step %d)", cfg.phase, source.name, state["step"])
+    if source != own and cfg.phase == "b":  # a new decoder on phase A's encoder: start it next to the teacher
+        batch = TeacherCache(cfg.work / "cache", device).batch(32, torch.Generator().manual_seed(cfg.seed))
+        residuals = refit_decoder(student, load_decoder(Manifest.default(), device), get_vgg(device),
+                                  batch["content"], batch["style"], cfg.alpha)
+        log.info("decoder refitted to the teacher layer by layer, relative residuals %s",
+                 " ".join(f"{r:.3f}" for r in residuals))
+    return student, embed, state if source == own else None
+
+
+def export(student: Student, path: Path, meta: dict[str, str]) -> str:
+    """The shipped form: fp16 safetensors of encoder + decoder, architecture and figures in the metadata."""
+    return save_tensors(student.state_dict(), path, {"arch": student.arch.to_json(), **meta})
+
+
+# --- validation ------------------------------------------------------------------------------------------------------
+
+class Validator:
+    """Medians of content_err / style_gap on held-out photos x held-out styles of every kind (fixed grid)."""
+
+    def __init__(self, cfg: StudentConfig, device: torch.device) -> None:
+        _, held = split_content(cfg.content_dir)
+        size = cfg.val_size
+
+        def load(pil: Image.Image) -> torch.Tensor:
+            return img.pil_to_tensor(img.resize_long_side(pil.convert("RGB"), size), device)
+
+        self.photos = [load(img.load_image(p)) for p in held[:cfg.val_photos]]
+        self.styles = [(kind, name, load(pil)) for kind, name, pil in StylePool(cfg).validation_styles()]
+        self.best_path = cfg.work / f"best_{cfg.phase}.safetensors"
+        self.best_file = cfg.work / f"best_{cfg.phase}.json"
+        self.best = json.loads(self.best_file.read_text())["score"] if self.best_file.is_file() else float("inf")
+
+    def __call__(self, stylize, student: Student, step: int) -> dict:
+        if not self.photos:  # a folder too small to hold photos out (tests): nothing honest to measure
+            return {}
+        rows: dict[str, list[dict[str, float]]] = {}
+        with torch.no_grad():
+            for kind, _, style in self.styles:
+                for photo in self.photos:
+                    h, w = (s - s % 8 for s in photo.shape[-2:])
+                    out = stylize(photo[..., :h, :w], style).clamp(0, 1)
+                    rows.setdefault(kind, []).append(quality(out, photo[..., :h, :w], style))
+        every = [q for v in rows.values() for q in v]
+        figures = {k: {m: round(statistics.median(q[m] for q in v), 4) for m in BAR} for k, v in rows.items()}
+        figures["all"] = {m: round(statistics.median(q[m] for q in every), 4) for m in BAR}
+        score = max(figures["all"][m] / BAR[m] for m in BAR)
+        figures["score"] = round(score, 4)
+        if score < self.best:
+            self.best = score
+            export(student, self.best_path, {"step": str(step), "validation": json.dumps(figures)})
+            self.best_file.write_text(json.dumps({"score": score, "step": step, "figures": figures}, indent=1))
+            figures["best"] = True
+        return figures
+
+
+# --- phases ---------------------------------------------------------------------------------------------------------
+
+def _scaled(feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {t: f.float() / LAYER_SCALE[t] for t, f in feats.items()}
+
+
+def train_phase(cfg: StudentConfig) -> int:
+    """Run phase ``a`` or ``b`` from its checkpoint (or its start) to ``cfg.steps``; returns the last step."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    vgg = get_vgg(device)
+    student, embed, state = _start(cfg, device)
+    teacher_decoder = load_decoder(Manifest.default(), device)
+    if cfg.phase == "a":
+        params = [*student.encoder.parameters(), *embed.parameters()]
+        lr = cfg.lr or 2e-4
+    else:
+        student.encoder.requires_grad_(False)
+        params = list(student.decoder.parameters())
+        lr = cfg.lr or 2e-4
+    opt = torch.optim.Adam(params, lr=lr)
+    step = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+    rng = random.Random(cfg.seed * 7919 + step)
+    validator = Validator(cfg, device)
+    w = cfg.weights
+
+    if cfg.phase == "a":
+        pool = StylePool(cfg)
+        photos, _ = split_content(cfg.content_dir)
+        contents: dict[Path, Image.Image] = {}
+
+        def step_fn(i: int) -> dict[str, torch.Tensor]:
+            for g in opt.param_groups:
+                g["lr"] = lr / (1 + 2e-4 * i)
+            half = cfg.batch // 2
+            x = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, contents))
+                             for _ in range(cfg.batch - half)] + [to_tensor(pool.sample(rng)[1]) for _ in range(half)])
+            x = x.to(device)
+            with torch.no_grad(), autocast(device):
+                v = _scaled(vgg(x, TAPS))
+            with autocast(device):
+                e = _scaled(embed(student.encoder(x, TAPS)))
+                feat = sum(F.mse_loss(e[t], v[t]) for t in TAPS)
+                stats = sum(mean_std_loss(e[t], *mean_std(v[t])) for t in TAPS)
+                rec = F.mse_loss(teacher_decoder(e["relu4_1"] * LAYER_SCALE["relu4_1"]).float(), x)
+            loss = feat + stats + 10 * rec
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return {"loss": loss.detach(), "feat": feat.detach(), "stats": stats.detach(), "rec": rec.detach()}
+
+        def stylize(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            f_c = embed(student.encoder(c))["relu4_1"]
+            m, sd = mean_std(embed(student.encoder(s))["relu4_1"])
+            return teacher_decoder(cfg.alpha * adain(f_c, m, sd) + (1 - cfg.alpha) * f_c)
+    else:
+        cache = TeacherCache(cfg.work / "cache", device)
+        if abs(cache.alpha - cfg.alpha) > 1e-6:
+            log.warning("the cache was made at alpha %.2f, phase b trains at %.2f", cache.alpha, cfg.alpha)
+
+        def step_fn(i: int) -> dict[str, torch.Tensor]:
+            for g in opt.param_groups:
+                g["lr"] = lr / (1 + 2e-4 * i)
+            b = cache.batch(cfg.batch, gen, cfg.crop)
+            with torch.no_grad(), autocast(device):
+                f_c = student.encoder(b["content"])["relu4_1"]
+                m, sd = student.style_stats(b["style"])
+                t = cfg.alpha * adain(f_c, m, sd) + (1 - cfg.alpha) * f_c
+                v_t = _scaled(vgg(b["teacher"], TAPS[:2]))
+            with autocast(device):
+                out = student.decoder(t)
+                v_o = _scaled(vgg(out, TAPS))
+                pixel = F.l1_loss(out.float(), b["teacher"])
+                perceptual = sum(F.mse_loss(v_o[k], v_t[k]) for k in TAPS[:2])
+                content = F.mse_loss(student.encoder(out)["relu4_1"].float() / LAYER_SCALE["relu4_1"],
+                                     t.float() / LAYER_SCALE["relu4_1"])
+                style = sum(mean_std_loss(v_o[k], b[f"mean.{k}"][..., None, None] / LAYER_SCALE[k],
+                                          b[f"std.{k}"][..., None, None] / LAYER_SCALE[k]) for k in TAPS)
+            loss = w["pixel"] * pixel + w["perceptual"] * perceptual + w["content"] * content + w["style"] * style
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return {"loss": loss.detach(), "pixel": pixel.detach(), "perceptual": perceptual.detach(),
+                    "content": content.detach(), "style": style.detach()}
+
+        def stylize(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return student(c, *student.style_stats(s), alpha=cfg.alpha)
+
+    def checkpoint(i: int) -> None:
+        _save(_ckpt(cfg, cfg.phase), student=student.state_dict(), embed=embed.state_dict(),
+              optimizer=opt.state_dict(), step=i, widths=list(student.arch.widths), config=_config_json(cfg))
+
+    def validate(i: int) -> dict:
+        student.eval()
+        try:
+            return validator(stylize, student, i)
+        finally:
+            student.train()
+
+    loop = Loop(f"student {cfg.phase}", steps=cfg.steps, max_minutes=cfg.max_minutes, log_every=cfg.log_every,
+                checkpoint_minutes=cfg.checkpoint_minutes, log_file=cfg.work / f"phase_{cfg.phase}.jsonl")
+    student.train()
+    return loop.run(step_fn, step, checkpoint, validate)
+
+
+def _config_json(cfg: StudentConfig) -> str:
+    return json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()})
+
+
+# --- command line -------------------------------------------------------------------------------------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("phase", choices=["cache", "a", "b", "export"],
+                   help="cache: teacher outputs; a: encoder; b: decoder; export: WORK's best phase-b student to -o")
+    p.add_argument("--content-dir", type=Path, required=True)
+    p.add_argument("--style-dir", type=Path, required=True)
+    p.add_argument("--extra-styles", type=Path, default=None, help="more style pictures (scripts/pypi_styles)")
+    p.add_argument("--work", type=Path, required=True, help="run folder: cache, checkpoints, logs, best weights")
+    p.add_argument("-o", "--output", type=Path, default=None, help="export: where the student goes")
+    p.add_argument("--steps", type=int, default=StudentConfig.steps, help="phase a/b: total steps")
+    p.add_argument("--pairs", type=int, default=StudentConfig.pairs, help="cache: teacher outputs in all")
+    p.add_argument("--batch", type=int, default=StudentConfig.batch)
+    p.add_argument("--crop", type=int, default=StudentConfig.crop)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--alpha", type=float, default=StudentConfig.alpha)
+    p.add_argument("--widths", type=int, nargs=4, default=list(StudentArch().widths))
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--checkpoint-minutes", type=float, default=StudentConfig.checkpoint_minutes)
+    p.add_argument("--val-size", type=int, default=StudentConfig.val_size)
+    p.add_argument("--val-photos", type=int, default=StudentConfig.val_photos)
+    p.add_argument("--log-every", type=int, default=StudentConfig.log_every)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    cfg = StudentConfig(
+        phase=args.phase, content_dir=args.content_dir, style_dir=args.style_dir, work=args.work,
+        extra_styles=args.extra_styles, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
+        alpha=args.alpha, pairs=args.pairs, max_minutes=args.max_minutes, checkpoint_minutes=args.checkpoint_minutes,
+        seed=args.seed, device=args.device, widths=tuple(args.widths), val_size=args.val_size,
+        val_photos=args.val_photos, log_every=args.log_every)
+    if args.phase == "cache":
+        log.info("teacher cache holds %d pairs", build_cache(cfg))
+    elif args.phase == "export":
+        best = cfg.work / "best_b.safetensors"
+        if args.output is None or not best.is_file():
+            raise StylizerError("export needs -o FILE and a phase-b best checkpoint in --work")
+        student = load_student_file(best)
+        meta = json.loads((cfg.work / "best_b.json").read_text())
+        print(export(student, args.output, {"step": str(meta["step"]), "validation": json.dumps(meta["figures"])}))
+    else:
+        train_phase(cfg)
+    return 0

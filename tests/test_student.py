@@ -1,0 +1,192 @@
+"""The AdaIN student (stylizer.student) and its trainer (stylizer.train.student), at small sizes: shapes and
+determinism, the pruned start, AdaIN's invariants on the student's features, each training phase lowering its
+loss, resume from the saved step, and the engine choice of the adain method."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylizer.adain import AdaINMethod, load_decoder, make_preset_file
+from stylizer.errors import MethodError
+from stylizer.features import adain, mean_std
+from stylizer.image import pil_to_tensor
+from stylizer.manifest import Manifest, ModelEntry, Preset, load_tensors, save_tensors
+from stylizer.methods import MethodJob, StyleInput
+from stylizer.student import TAPS, Student, StudentArch, load_student_file, macs, pruned_from_teacher
+from stylizer.train.student import Embeddings, StudentConfig, build_cache, fit_embeddings, train_phase
+from stylizer.vgg import get_vgg, load_state_dict
+
+
+@pytest.fixture(scope="module")
+def pruned() -> tuple[Student, dict[str, torch.Tensor]]:
+    return pruned_from_teacher(load_state_dict(), load_decoder(Manifest.default(), "cpu").state_dict())
+
+
+def test_shapes_size_and_determinism(pruned) -> None:
+    student, kept = pruned
+    assert [len(kept[t]) for t in TAPS] == list(StudentArch().widths)
+    assert 7 < macs(StudentArch(), 512) < 9  # ~8 GMAC per 512 px picture (the teacher: ~126)
+    x = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        feats = student.encoder(x, TAPS)
+        assert [f.shape[1:] for f in feats.values()] == [(16, 40, 56), (32, 20, 28), (64, 10, 14), (128, 5, 7)]
+        mean, std = student.style_stats(torch.rand(1, 3, 32, 48))
+        a, b = student(x, mean, std), student(x, mean, std)
+    assert a.shape == x.shape and torch.equal(a, b)
+
+
+def test_pruned_start_computes_a_thinned_vgg(pruned) -> None:
+    """Every student filter is a VGG filter: at relu1_1 (whole input kept) the features are VGG's exactly."""
+    student, kept = pruned
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(student.encoder(x, ("relu1_1",))["relu1_1"],
+                                   get_vgg()(x, ["relu1_1"])["relu1_1"][:, kept["relu1_1"]])
+
+
+def test_adain_invariants_hold_on_student_features(pruned, content_image, style_image) -> None:
+    student, _ = pruned
+    content, style = pil_to_tensor(content_image), pil_to_tensor(style_image)
+    with torch.no_grad():
+        f = student.encoder(content)["relu4_1"]
+        mean, std = student.style_stats(style)
+        target_mean, target_std = mean_std(adain(f, mean, std))
+        live = mean_std(f)[1].flatten() > 1e-2  # a channel that is all zero on this photo has no std to set
+        assert live.float().mean() > 0.6
+        torch.testing.assert_close(target_mean.flatten()[live], mean.flatten()[live], atol=1e-2, rtol=1e-3)
+        torch.testing.assert_close(target_std.flatten()[live], std.flatten()[live], atol=1e-2, rtol=1e-3)
+        # alpha 0 is the decoder applied to the content's own features, whatever the style
+        torch.testing.assert_close(student(content, mean, std, alpha=0.0), student.decoder(f))
+        # AdaIN ignores the content's own statistics: a brighter, contrastier copy maps to the same target
+        g = student.encoder(content)["relu4_1"] * 3 + 2
+        torch.testing.assert_close(adain(g, mean, std), adain(f, mean, std), atol=1e-3, rtol=1e-3)
+
+
+def test_embeddings_start_as_the_best_linear_stand_in(pruned, image_folder: Path) -> None:
+    """The least-squares start maps the thinned features onto VGG's at least as well as channel selection."""
+    from PIL import Image
+
+    from stylizer.train.data import to_tensor
+
+    student, kept = pruned
+    images = torch.stack([to_tensor(Image.open(p).convert("RGB").resize((48, 48)))
+                          for p in sorted(image_folder.iterdir())])
+    select, fitted = Embeddings(student.arch, kept), Embeddings(student.arch, kept)
+    fit_embeddings(student, fitted, images)
+    with torch.no_grad():
+        v, f = get_vgg()(images, TAPS), student.encoder(images, TAPS)
+        for t in TAPS[1:]:
+            err_select = torch.mean((select(f)[t] - v[t]) ** 2)
+            err_fit = torch.mean((fitted(f)[t] - v[t]) ** 2)
+            assert err_fit < 0.9 * err_select
+
+
+def _cfg(phase: str, folder: Path, work: Path, steps: int, lr: float = 1e-3) -> StudentConfig:
+    return StudentConfig(phase=phase, content_dir=folder, style_dir=folder, work=work, steps=steps, batch=4,
+                         crop=32, lr=lr, pairs=50, device="cpu", log_every=1, seed=0)
+
+
+def _losses(work: Path, phase: str, part: str = "loss") -> list[tuple[int, float]]:
+    rows = [json.loads(line) for line in (work / f"phase_{phase}.jsonl").read_text().splitlines()]
+    return [(r["step"], r["losses"][part]) for r in rows if "losses" in r]
+
+
+def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path) -> None:
+    work = tmp_path / "run"
+    # phase A: encoder regression onto VGG
+    assert train_phase(_cfg("a", image_folder, work, 30)) == 30
+    losses = [v for _, v in _losses(work, "a")]
+    assert sum(losses[-5:]) < 0.8 * sum(losses[:5])
+    # the embedded channel statistics (mean/std per channel at the four taps) move towards VGG's
+    stats = [v for _, v in _losses(work, "a", "stats")]
+    assert sum(stats[-5:]) < 0.8 * sum(stats[:5])
+    state = torch.load(work / "phase_a.ckpt", weights_only=True)
+    assert state["step"] == 30
+    # resume: a longer run continues from the saved step, not from 0
+    assert train_phase(_cfg("a", image_folder, work, 33)) == 33
+    assert [s for s, _ in _losses(work, "a")][-3:] == [31, 32, 33]
+    # the cache: whole shards of teacher outputs, kept across runs
+    assert build_cache(_cfg("cache", image_folder, work, 0)) == 50
+    shard = torch.load(work / "cache" / "shard_0000.pt", weights_only=True)
+    assert shard["teacher"].shape == (50, 3, 32, 32) and shard["teacher"].dtype == torch.uint8
+    assert shard["mean.relu4_1"].shape == (50, 512)
+    assert build_cache(_cfg("cache", image_folder, work, 0)) == 50  # nothing to add
+    # phase B: the decoder against the cached teacher and AdaIN's own losses, from phase A's encoder
+    assert train_phase(_cfg("b", image_folder, work, 30)) == 30
+    losses = [v for _, v in _losses(work, "b")]
+    assert sum(losses[-5:]) < 0.8 * sum(losses[:5])
+    b_state = torch.load(work / "phase_b.ckpt", weights_only=True)
+    a_state = torch.load(work / "phase_a.ckpt", weights_only=True)
+    assert all(torch.equal(b_state["student"][k], a_state["student"][k]) for k in a_state["student"]
+               if k.startswith("encoder."))  # the encoder stays frozen in phase B
+
+
+@pytest.fixture(scope="module")
+def student_manifest(tmp_path_factory, pruned) -> Manifest:
+    student, _ = pruned
+    path = tmp_path_factory.mktemp("student") / "adain_student.safetensors"
+    sha = save_tensors(student.state_dict(), path, {"arch": student.arch.to_json()})
+    manifest = Manifest.default()
+    manifest.models["adain_student"] = ModelEntry("adain_student", path, sha, {"full_alpha": 1.0})
+    return manifest
+
+
+def _job(content, styles, manifest, strength=1.0, **options) -> MethodJob:
+    return MethodJob(content=content, styles=styles, device=torch.device("cpu"), manifest=manifest,
+                     strength=strength, mixed_precision=False, options=options)
+
+
+def test_engine_choice_falls_back_to_vgg(student_manifest, content_image, style_image, monkeypatch) -> None:
+    method = AdaINMethod()
+    content = pil_to_tensor(content_image)
+    styles = [StyleInput(1.0, image=pil_to_tensor(style_image), key="s")]
+    without = Manifest.default()
+    without.models.pop("adain_student", None)
+    assert method.engine(_job(content, styles, student_manifest)) == "student"
+    assert method.engine(_job(content, styles, without)) == "vgg"  # no student listed
+    assert method.engine(_job(content, styles, student_manifest, engine="VGG")) == "vgg"
+    monkeypatch.setenv("STYLIZER_ADAIN_ENGINE", "vgg")
+    assert method.engine(_job(content, styles, student_manifest)) == "vgg"
+    monkeypatch.delenv("STYLIZER_ADAIN_ENGINE")
+    with pytest.raises(MethodError, match="unknown engine"):
+        method.engine(_job(content, styles, student_manifest, engine="turbo"))
+    with pytest.raises(MethodError, match="no weights"):
+        method.engine(_job(content, styles, without, engine="student"))
+    fast = method.run(_job(content, styles, student_manifest))
+    slow = method.run(_job(content, styles, student_manifest, engine="vgg"))
+    assert fast.shape == slow.shape == content.shape
+    assert (fast - slow).abs().mean() > 0.01  # two different networks ran
+    assert "student:s" in method._stats and "s" in method._stats  # each engine caches its own statistics
+
+
+def test_student_engine_mixing_strength_and_presets(tmp_path: Path, student_manifest, content_image,
+                                                    style_image) -> None:
+    method = AdaINMethod()
+    content, style = pil_to_tensor(content_image), pil_to_tensor(style_image)
+    other = pil_to_tensor(content_image.transpose(0))
+    single = method.run(_job(content, [StyleInput(1.0, image=style, key="a")], student_manifest))
+    one_hot = method.run(_job(content, [StyleInput(1.0, image=style, key="a"),
+                                        StyleInput(0.0, image=other, key="b")], student_manifest))
+    torch.testing.assert_close(one_hot, single)
+    student = load_student_file(student_manifest.model("adain_student").file)
+    with torch.no_grad():
+        recon = student.decoder(student.encoder(content)["relu4_1"]).clamp(0, 1)
+    zero = method.run(_job(content, [StyleInput(1.0, image=style, key="a")], student_manifest, strength=0.0))
+    torch.testing.assert_close(zero, recon, atol=1e-4, rtol=1e-4)  # strength is feature interpolation
+    # presets made with a student listed carry its statistics and run on it; older ones fall back to vgg
+    style_path = tmp_path / "style.png"
+    style_image.save(style_path)
+    sha = make_preset_file(style_path, tmp_path / "p.safetensors", size=80, manifest=student_manifest)
+    assert {"mean", "std", "student_mean", "student_std"} <= set(load_tensors(tmp_path / "p.safetensors"))
+    preset = Preset(name="p", method="adain", file=tmp_path / "p.safetensors", sha256=sha)
+    job = _job(content, [StyleInput(1.0, preset=preset, key="preset:p")], student_manifest)
+    assert method.engine(job) == "student"
+    assert (method.run(job) - single).abs().max() < 0.02  # fp16 statistics of the same picture
+    old = load_tensors(tmp_path / "p.safetensors")
+    old_sha = save_tensors({"mean": old["mean"], "std": old["std"]}, tmp_path / "old.safetensors")
+    old_preset = Preset(name="old", method="adain", file=tmp_path / "old.safetensors", sha256=old_sha)
+    assert method.engine(_job(content, [StyleInput(1.0, preset=old_preset, key="o")], student_manifest)) == "vgg"
