@@ -164,16 +164,18 @@ def _train(folder: Path, out: Path, steps: int, *extra: str) -> int:
 
 
 def _losses(log_file: Path) -> list[dict]:
-    return [json.loads(line) for line in log_file.read_text().splitlines()]
+    """The loss reports of the training log (JSON lines of the shared train.loop.Loop)."""
+    rows = [json.loads(line) for line in log_file.read_text().splitlines()]
+    return [{"step": r["step"], **r["losses"]} for r in rows if "losses" in r]
 
 
 def test_train_decoder_loss_decreases(tmp_path: Path, image_folder: Path) -> None:
     out, log_file = tmp_path / "dec.safetensors", tmp_path / "loss.jsonl"
     assert _train(image_folder, out, 12, "--log-every", "3", "--log-file", str(log_file),
                   "--checkpoint-every", "0") == 0
-    losses = [e["loss"] for e in _losses(log_file)]  # each the mean of 3 steps, fixed seed
-    assert len(losses) == 4
-    assert losses[-1] < 0.5 * losses[0]
+    rows = _losses(log_file)  # step 1, then each the mean of 3 steps, fixed seed
+    assert [e["step"] for e in rows] == [1, 3, 6, 9, 12]
+    assert rows[-1]["loss"] < 0.5 * rows[1]["loss"]
     decoder = Decoder()
     from stylizer.manifest import load_tensors
 

@@ -34,9 +34,11 @@ from ..losses import content_loss, mean_std_loss
 from ..manifest import save_tensors
 from ..vgg import LAYER_SCALE, get_vgg
 from .data import ImageFolderDataset, StyleAugment, infinite_batches
-from .loop import DecoderConfig, StepLog, lr_at, report_window, save_checkpoint, start_or_resume
+from .loop import DecoderConfig, Loop, lr_at, save_checkpoint, start_or_resume
 
 log = logging.getLogger(__name__)
+#: Besides every ``--checkpoint-every`` steps, a checkpoint at least this often: a killed CPU run loses little.
+CHECKPOINT_MINUTES = 5.0
 
 
 def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor,
@@ -55,7 +57,7 @@ def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor,
     return loss_c, loss_s  # type: ignore[return-value]
 
 
-def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
+def train_decoder(cfg: DecoderConfig) -> list[dict[str, float]]:
     """Train (or continue training) the decoder; writes ``cfg.output`` (fp16) and returns the loss log."""
     device = resolve_device(cfg.device)
     if cfg.seed is not None:
@@ -76,42 +78,32 @@ def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
     log.info("training the AdaIN decoder on %s: %d photos, %d paintings, batch %d, crop %d, %d steps",
              device, len(contents), len(styles), cfg.batch, cfg.crop, cfg.steps)
 
-    history: list[StepLog] = []
-    window: list[torch.Tensor] = []
-    if cfg.log_file:
-        Path(cfg.log_file).parent.mkdir(parents=True, exist_ok=True)
-    log_fh = open(cfg.log_file, "a", encoding="utf-8") if cfg.log_file else None  # noqa: SIM115
     start = time.perf_counter()
-    deadline = start + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-    try:
-        while step < cfg.steps:
-            lr = lr_at(cfg, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            content = next(content_batches).contiguous(memory_format=memory_format)
-            style = next(style_batches).contiguous(memory_format=memory_format)
-            with autocast(device, cfg.mixed_precision):
-                loss_c, loss_s = decoder_losses(vgg, decoder, content, style)
-            loss = cfg.content_weight * loss_c + cfg.style_weight * loss_s
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            window.append(torch.stack([loss_c.detach(), loss_s.detach()]).float())  # no GPU sync per step
-            out_of_time = time.perf_counter() > deadline
-            if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
-                report_window(cfg, window, step, lr, time.perf_counter() - start, history, log_fh)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                save_checkpoint(checkpoint, decoder, optimizer, step, cfg=cfg)
-            if out_of_time:
-                log.info("time limit of %.1f min reached at step %d", cfg.max_minutes, step)
-                break
-    finally:
-        if log_fh:
-            log_fh.close()
+
+    def step_fn(i: int) -> dict[str, torch.Tensor]:
+        lr = lr_at(cfg, i)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        content = next(content_batches).contiguous(memory_format=memory_format)
+        style = next(style_batches).contiguous(memory_format=memory_format)
+        with autocast(device, cfg.mixed_precision):
+            loss_c, loss_s = decoder_losses(vgg, decoder, content, style)
+        loss = cfg.content_weight * loss_c + cfg.style_weight * loss_s
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.detach(), "content": loss_c.detach(), "style": loss_s.detach()}
+
+    def save(i: int) -> None:
+        if cfg.checkpoint_every:  # 0 disables checkpoints
+            save_checkpoint(checkpoint, decoder, optimizer, i, cfg=cfg)
+
+    loop = Loop("decoder", steps=cfg.steps, max_minutes=cfg.max_minutes, log_every=cfg.log_every,
+                checkpoint_minutes=CHECKPOINT_MINUTES if cfg.checkpoint_every else math.inf,
+                checkpoint_every=cfg.checkpoint_every, log_file=Path(cfg.log_file) if cfg.log_file else None)
+    step = loop.run(step_fn, step, save)
+    history = loop.history
     minutes = (time.perf_counter() - start) / 60
-    if cfg.checkpoint_every:
-        save_checkpoint(checkpoint, decoder, optimizer, step, cfg=cfg)
     metadata = {
         "steps": str(step), "size": str(cfg.size), "crop": str(cfg.crop), "batch": str(cfg.batch),
         "style_weight": str(cfg.style_weight), "lr": str(cfg.lr), "device": str(device),
@@ -120,7 +112,8 @@ def train_decoder(cfg: DecoderConfig) -> list[StepLog]:
                 f"({len(styles)} paintings, augmented)",
     }
     if history:
-        metadata.update(final_content_loss=f"{history[-1].content:.4f}", final_style_loss=f"{history[-1].style:.4f}")
+        metadata.update(final_content_loss=f"{history[-1]['content']:.4f}",
+                        final_style_loss=f"{history[-1]['style']:.4f}")
     state = {k: v.contiguous() for k, v in decoder.state_dict().items()}
     sha = save_tensors(state, cfg.output, metadata)
     log.info("saved decoder to %s (sha256 %s) after %d steps, %.1f min", cfg.output, sha, step, minutes)

@@ -1,4 +1,4 @@
-"""What the trainers share: the run configuration, resume from a checkpoint, the step log, checkpoints.
+"""What the trainers share: the step loop (:class:`Loop`), run configuration, checkpoints and resume.
 
 Kept apart from any one trainer so that each trainer imports the loop and no trainer imports another
 (``train.decoder`` and the old fast-net trainer used to import each other).
@@ -11,7 +11,6 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TextIO
 
 import torch
 
@@ -45,16 +44,6 @@ class DecoderConfig:
     log_file: Path | None = None  # JSON lines: the loss curve
 
 
-@dataclass
-class StepLog:
-    step: int
-    loss: float
-    content: float
-    style: float
-    lr: float
-    seconds: float
-
-
 def start_or_resume(cfg, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
                     key: str = "decoder") -> tuple[Path, int]:
     """(checkpoint path, first step): ``cfg.checkpoint`` or OUTPUT.ckpt, and the step ``cfg.resume`` reached
@@ -65,23 +54,6 @@ def start_or_resume(cfg, model: torch.nn.Module, optimizer: torch.optim.Optimize
         step = load_checkpoint(cfg.resume, model, optimizer, device, key)
         log.info("resumed from %s at step %d", cfg.resume, step)
     return checkpoint, step
-
-
-def report_window(cfg: DecoderConfig, window: list[torch.Tensor], step: int, lr: float, seconds: float,
-                  history: list[StepLog], log_fh: TextIO | None) -> StepLog:
-    """Average the losses since the last report (one GPU sync per report, not per step), log them, append
-    them to ``history`` and to the JSON-lines ``log_fh``. Shared by both AdaIN trainers."""
-    c, s = (float(v) for v in torch.stack(window).mean(0))
-    window.clear()
-    if not (math.isfinite(c) and math.isfinite(s)):
-        raise StylizerError(f"training diverged before step {step} (content {c}, style {s})")
-    entry = StepLog(step, cfg.content_weight * c + cfg.style_weight * s, c, s, lr, seconds)
-    log.info("step %d  loss %.4f  content %.4f  style %.4f  lr %.2e  %.0fs", step, entry.loss, c, s, lr, seconds)
-    history.append(entry)
-    if log_fh:
-        log_fh.write(json.dumps(asdict(entry)) + "\n")
-        log_fh.flush()
-    return entry
 
 
 def lr_at(cfg: DecoderConfig, step: int) -> float:
@@ -116,19 +88,23 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 class Loop:
     """The step loop every trainer runs: stops at ``steps`` or after ``max_minutes``, averages and logs the
-    losses every ``log_every`` steps, and every ``checkpoint_minutes`` (and at the end) calls ``checkpoint``
-    and then ``validate``. Time-based checkpoints keep a CPU run and a GPU run equally safe to kill.
+    losses every ``log_every`` steps, and every ``checkpoint_minutes`` (or ``checkpoint_every`` steps, and at the
+    end) calls ``checkpoint`` and then ``validate``. Time-based checkpoints keep a CPU run and a GPU run equally
+    safe to kill.
 
     ``step_fn(step)`` runs one optimisation step and returns its losses (detached tensors or floats);
     ``checkpoint(step)`` saves everything needed to resume; ``validate(step)`` returns figures to log.
     """
 
     def __init__(self, tag: str, *, steps: int, max_minutes: float | None = None, log_every: int = 50,
-                 checkpoint_minutes: float = 5.0, log_file: Path | None = None) -> None:
+                 checkpoint_minutes: float = 5.0, checkpoint_every: int = 0, log_file: Path | None = None) -> None:
         self.tag, self.steps, self.log_every = tag, steps, log_every
         self.max_seconds = max_minutes * 60 if max_minutes else math.inf
         self.checkpoint_seconds = checkpoint_minutes * 60
+        self.checkpoint_every = checkpoint_every  # also every N steps (0: by time only)
         self.log_file = log_file
+        #: every logged window: {"step": N, loss name: mean, ...}
+        self.history: list[dict[str, float]] = []
 
     def _log(self, record: dict) -> None:
         if self.log_file is not None:
@@ -154,11 +130,11 @@ class Loop:
         while step < self.steps:
             losses = step_fn(step)
             step += 1
-            for k, v in losses.items():
-                window.setdefault(k, []).append(float(v))
+            for k, v in losses.items():  # kept as tensors: no GPU sync per step, one per report
+                window.setdefault(k, []).append(torch.as_tensor(v, dtype=torch.float32))
             now = time.perf_counter()
             if step % self.log_every == 0 or step == start_step + 1:
-                means = {k: sum(v) / len(v) for k, v in window.items()}
+                means = {k: float(torch.stack(v).mean()) for k, v in window.items()}
                 window.clear()
                 if not all(math.isfinite(v) for v in means.values()):
                     raise StylizerError(f"{self.tag}: training diverged before step {step} ({means})")
@@ -166,10 +142,12 @@ class Loop:
                 log.info("%s step %d/%d %s %.2f it/s", self.tag, step, self.steps,
                          " ".join(f"{k}={v:.4f}" for k, v in means.items()), rate)
                 self._log({"step": step, "losses": {k: round(v, 5) for k, v in means.items()}})
+                self.history.append({"step": step, **means})
             if now - start > self.max_seconds:
                 log.info("%s: time limit reached at step %d", self.tag, step)
                 break
-            if now - last_save > self.checkpoint_seconds:
+            by_steps = bool(self.checkpoint_every) and step % self.checkpoint_every == 0
+            if by_steps or now - last_save > self.checkpoint_seconds:
                 save_and_validate()
                 last_save = time.perf_counter()
         save_and_validate()

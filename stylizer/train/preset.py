@@ -1,6 +1,6 @@
 """Training presets: Johnson nets, the shared CIN net, and new CIN styles on a frozen net.
 
-Three jobs, one loop (:func:`_optimise`):
+Three jobs, one optimiser set-up (:func:`_optimise`) on the trainers' shared :class:`~stylizer.train.loop.Loop`:
 
 * ``johnson``: a whole :class:`~stylizer.transformer.TransformerNet` for one painting;
 * ``cin`` with several styles (:func:`train_cin_base`): the shared conditional net and one
@@ -39,6 +39,7 @@ from ..methods import Progress, ProgressFn
 from ..transformer import CIN_ARCH, JOHNSON_ARCH, TransformerNet
 from ..vgg import get_vgg
 from .data import ImageFolderDataset, infinite_batches
+from .loop import Loop
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +103,17 @@ def _optimise(
     cancel: threading.Event | None,
     tag: str,
 ) -> dict[str, float]:
-    """Adam over ``params``; the lr decays (cosine) to 10 % over ``steps``. Returns run statistics."""
+    """Adam over ``params`` on the shared :class:`~stylizer.train.loop.Loop`; the lr decays (cosine) to 10 % over
+    ``steps``. Returns run statistics."""
     opt = torch.optim.Adam(params, lr=lr)
-    t0 = time.perf_counter()
-    deadline = t0 + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-    first = last = float("nan")
-    smooth: float | None = None
-    step = 0
-    for step in range(1, steps + 1):
+    seen: list[float] = []
+    smooth: list[float] = []
+
+    def step_fn(i: int) -> dict[str, torch.Tensor]:
         if cancel is not None and cancel.is_set():
             raise Cancelled("training cancelled")
         for group in opt.param_groups:
-            group["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 1) / max(1, steps))))
+            group["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * i / max(1, steps))))
         content = next(batches)
         with autocast(device):
             out, style_index = forward(content)
@@ -122,23 +122,19 @@ def _optimise(
         loss.backward()
         opt.step()
         last = float(loss.detach())
-        if step == 1:
-            first = last
-        smooth = last if smooth is None else 0.95 * smooth + 0.05 * last
+        seen.append(last)
+        smooth.append(last if not smooth else 0.95 * smooth[-1] + 0.05 * last)
         if progress is not None:
-            progress(Progress("train", step, steps, last))
-        if step % cfg.log_every == 0 or step == 1:
-            rate = step / (time.perf_counter() - t0)
-            log.info("%s step %d/%d loss %.4f (avg %.4f) %s %.2f it/s", tag, step, steps, last, smooth,
-                     " ".join(f"{k}={v:.3f}" for k, v in parts.items()), rate)
-        if step % cfg.save_every == 0:
-            save(step)
-        if time.perf_counter() > deadline:
-            log.info("%s: time limit reached at step %d", tag, step)
-            break
-    save(step)
-    return {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "first_loss": first,
-            "last_loss": last, "avg_loss": smooth if smooth is not None else last}
+            progress(Progress("train", i + 1, steps, last))
+        return {"loss": loss.detach(), **parts}
+
+    t0 = time.perf_counter()
+    loop = Loop(tag, steps=steps, max_minutes=cfg.max_minutes, log_every=cfg.log_every,
+                checkpoint_minutes=math.inf, checkpoint_every=cfg.save_every)
+    step = loop.run(step_fn, 0, save)
+    nan = float("nan")
+    return {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "first_loss": seen[0] if seen else nan,
+            "last_loss": seen[-1] if seen else nan, "avg_loss": smooth[-1] if smooth else nan}
 
 
 def _metadata(method: str, arch_json: str, cfg: TrainConfig, device: torch.device, stats: dict, **extra) -> dict:

@@ -507,8 +507,8 @@ def train_phase(cfg: StudentConfig) -> int:
                 v_o = _scaled(vgg(out, TAPS))
                 pixel = F.l1_loss(out.float(), b["teacher"])
                 perceptual = sum(F.mse_loss(v_o[k], v_t[k]) for k in TAPS[:2])
-                content = F.mse_loss(student.encoder(out)["relu4_1"].float() / LAYER_SCALE["relu4_1"],
-                                     t.float() / LAYER_SCALE["relu4_1"])
+                # relative to the target's energy: the student's relu4_1 lives on its own scale, not VGG's
+                content = F.mse_loss(student.encoder(out)["relu4_1"].float(), t.float()) / t.float().pow(2).mean()
                 style = sum(mean_std_loss(v_o[k], b[f"mean.{k}"][..., None, None] / LAYER_SCALE[k],
                                           b[f"std.{k}"][..., None, None] / LAYER_SCALE[k]) for k in TAPS)
             loss = w["pixel"] * pixel + w["perceptual"] * perceptual + w["content"] * content + w["style"] * style
