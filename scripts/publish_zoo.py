@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from zoo_manifest import zoo_table  # noqa: E402
+
 from stylizer.manifest import Manifest, Preset, sha256_file  # noqa: E402
 from stylizer.train.preset import make_thumbnail, split_content  # noqa: E402
 
@@ -36,13 +38,15 @@ ORIGIN = {
 }
 
 
-def _info(log: Path, steps: int, style_weight: float) -> str:
+def _info(log: Path, steps: int, style_weight: float, method: str = "cin", start: str = "") -> str:
     stamps = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in log.read_text().splitlines()
               if re.match(r"\d{4}-\d\d-\d\d ", line)]
     seconds = (stamps[-1] - stamps[0]).total_seconds() if len(stamps) > 1 else 0
-    return (f"add-a-style row on the frozen cin_base: {steps} steps, style weight {style_weight:g}; batch 2, "
-            f"256 px crops, style long side 512, cpu (2-core AMD EPYC, bf16 autocast), {seconds:.0f} s "
-            "(shared with other jobs)")
+    what = ("add-a-style row on the frozen cin_base" if method == "cin" else
+            f"Johnson net of the CIN base's size, every weight fine-tuned (train-preset --method johnson "
+            f"--init-from) from {start or 'a CIN draft row'}")
+    return (f"{what}: {steps} steps, style weight {style_weight:g}; batch 2, 256 px crops, style long side 512, "
+            f"cpu (2-core AMD EPYC, bf16 autocast), {seconds:.0f} s (shared with other jobs)")
 
 
 def _quality(q: dict) -> str:
@@ -56,10 +60,12 @@ def _toml(preset: Preset, licence: str, info: str, quality: str) -> str:
     def s(v: str) -> str:
         return json.dumps(v, ensure_ascii=False)
 
-    return (f'\n[[presets]]\nname = {s(preset.name)}\ndisplay_name = {s(preset.display_name)}\nmethod = "cin"\n'
-            f'file = {s(preset.file.name)}\nsha256 = {s(preset.sha256)}\nsource = {s(preset.source)}\n'
-            f'licence = {s(licence)}\nthumbnail = {s("thumbs/" + preset.name + ".jpg")}\nenabled = true\n'
-            f'info = {s(info)}\nquality = {s(quality)}\n[presets.params]\nbase = "cin_base"\n')
+    params = "".join(f"{k} = {s(str(v))}\n" for k, v in preset.params.items())
+    return (f'\n[[presets]]\nname = {s(preset.name)}\ndisplay_name = {s(preset.display_name)}\n'
+            f'method = {s(preset.method)}\nfile = {s(preset.file.name)}\nsha256 = {s(preset.sha256)}\n'
+            f'source = {s(preset.source)}\nlicence = {s(licence)}\nthumbnail = {s("thumbs/" + preset.name + ".jpg")}\n'
+            f'enabled = true\ninfo = {s(info)}\nquality = {s(quality)}\n'
+            + (f"[presets.params]\n{params}" if params else ""))
 
 
 def main() -> None:
@@ -70,6 +76,8 @@ def main() -> None:
     ap.add_argument("--style-weight", type=float, required=True)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--content-dir", type=Path, default=ROOT / ".data" / "content")
+    ap.add_argument("--log", type=Path, default=None, help="training log (default FROM/NAME.log)")
+    ap.add_argument("--start", default="", help="johnson: what the fine-tune started from (for the record)")
     args = ap.parse_args()
     gate: dict = {}
     for file in args.gate:
@@ -90,12 +98,13 @@ def main() -> None:
         draft = drafts.preset(name)
         target = WEIGHTS / draft.file.name
         target.write_bytes(draft.file.read_bytes())
-        preset = Preset(name=name, method="cin", file=target, sha256=sha256_file(target),
-                        display_name=draft.display_name, source=draft.source, params=dict(draft.params))
+        display = draft.display_name or dict((n, d) for n, _, d in zoo_table()).get(name, name)
+        preset = Preset(name=name, method=draft.method, file=target, sha256=sha256_file(target),
+                        display_name=display, source=draft.source, params=dict(draft.params))
         make_thumbnail(preset, drafts, sample, WEIGHTS / "thumbs" / f"{name}.jpg")
         licence = LICENCES[ORIGIN.get(preset.source or "", "naoto0804")]
-        text += _toml(preset, licence, _info(args.source / f"{name}.log", args.steps, args.style_weight),
-                      _quality(q))
+        info = _info(args.log or args.source / f"{name}.log", args.steps, args.style_weight, preset.method, args.start)
+        text += _toml(preset, licence, info, _quality(q))
         print(f"published {name}", file=sys.stderr)
     (WEIGHTS / "manifest.toml").write_text(text)
 

@@ -190,7 +190,8 @@ class AdaINMethod:
         return self._has(manifest, MODEL_NAME) or self._has(manifest, STUDENT_MODEL_NAME)
 
     def engine(self, job: MethodJob) -> str:
-        """``student`` or ``vgg`` for this job: as asked, else the student when its weights are listed.
+        """``student`` or ``vgg`` for this job: as asked, else the student when its weights are listed (and its
+        entry does not say ``default = false``).
 
         A preset file made before the student existed holds VGG statistics only; such jobs use ``vgg``.
         """
@@ -204,6 +205,8 @@ class AdaINMethod:
             return asked
         if not self._has(job.manifest, STUDENT_MODEL_NAME):
             return "vgg"
+        if not job.manifest.model(STUDENT_MODEL_NAME).info.get("default", True) and self._has(job.manifest, MODEL_NAME):
+            return "vgg"  # listed (to resume training, to be asked for) but not yet better than the teacher
         if self._has(job.manifest, MODEL_NAME) and any(
             s.preset is not None and "student_mean" not in _preset_keys(s.preset.file) for s in job.styles
         ):

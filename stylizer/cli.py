@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from .device import keep_freed_memory
 from .errors import StylizerError
 from .facade import DEFAULT_SIZE, StyleRef, Stylizer, StylizeRequest
 from .image import (
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_freed_memory()
     try:
         if getattr(args, "unavailable", None):
             raise UsageError(f"{args.unavailable} is not available in this build yet")

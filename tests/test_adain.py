@@ -42,8 +42,8 @@ def method() -> AdaINMethod:
 
 
 def _job(content, styles, manifest, strength=1.0) -> MethodJob:
-    """A job pinned to the paper's VGG engine: these tests probe its encoder/decoder (the fast engine has
-    its own tests in test_fast_adain.py)."""
+    """A job pinned to the paper's VGG engine: these tests probe its encoder/decoder (the student engine has
+    its own tests in test_student.py)."""
     return MethodJob(content=content, styles=styles, device=torch.device("cpu"), manifest=manifest,
                      strength=strength, mixed_precision=False, options={"engine": "vgg"})
 

@@ -148,6 +148,11 @@ def test_engine_choice_falls_back_to_vgg(student_manifest, content_image, style_
     without.models.pop("adain_student", None)
     assert method.engine(_job(content, styles, student_manifest)) == "student"
     assert method.engine(_job(content, styles, without)) == "vgg"  # no student listed
+    shy = Manifest.default()
+    entry = student_manifest.model("adain_student")
+    shy.models["adain_student"] = ModelEntry("adain_student", entry.file, entry.sha256, {"default": False})
+    assert method.engine(_job(content, styles, shy)) == "vgg"  # listed, but not the default yet
+    assert method.engine(_job(content, styles, shy, engine="student")) == "student"
     assert method.engine(_job(content, styles, student_manifest, engine="VGG")) == "vgg"
     monkeypatch.setenv("STYLIZER_ADAIN_ENGINE", "vgg")
     assert method.engine(_job(content, styles, student_manifest)) == "vgg"

@@ -28,7 +28,7 @@ import json
 import logging
 import random
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -545,8 +545,10 @@ def _config_json(cfg: StudentConfig) -> str:
 # --- command line -------------------------------------------------------------------------------------------------
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("phase", choices=["cache", "a", "b", "export"],
-                   help="cache: teacher outputs; a: encoder; b: decoder; export: WORK's best phase-b student to -o")
+    p.add_argument("phase", choices=["cache", "a", "b", "export", "calibrate"],
+                   help="cache: teacher outputs; a: encoder; b: decoder; export: WORK's best phase-b student to -o; "
+                        "calibrate: the validation grid at each --alphas (which strength 1 should stand for)")
+    p.add_argument("--alphas", type=float, nargs="+", default=[0.8, 0.9, 1.0], help="calibrate: alphas to try")
     p.add_argument("--content-dir", type=Path, required=True)
     p.add_argument("--style-dir", type=Path, required=True)
     p.add_argument("--extra-styles", type=Path, default=None, help="more style pictures (scripts/pypi_styles)")
@@ -585,6 +587,22 @@ def run_cli(args: argparse.Namespace) -> int:
         student = load_student_file(best)
         meta = json.loads((cfg.work / "best_b.json").read_text())
         print(export(student, args.output, {"step": str(meta["step"]), "validation": json.dumps(meta["figures"])}))
+    elif args.phase == "calibrate":
+        print(json.dumps(calibrate(cfg, args.alphas), indent=1))
     else:
         train_phase(cfg)
     return 0
+
+
+def calibrate(cfg: StudentConfig, alphas: list[float]) -> dict[str, dict]:
+    """Validation figures of WORK's best phase-b student at each feature-interpolation alpha: the data for its
+    ``full_alpha`` (what strength 1 stands for), per kind of style, so one kind cannot decide for all."""
+    device = resolve_device(cfg.device)
+    student = load_student_file(cfg.work / "best_b.safetensors", device=device)
+    validator = Validator(replace(cfg, phase="calibrate"), device)
+    validator.best = -1.0  # measure only: never overwrite a best file
+    out = {}
+    for alpha in alphas:
+        out[str(alpha)] = validator(lambda c, s, a=alpha: student(c, *student.style_stats(s), alpha=a), student, 0)
+        log.info("alpha %.2f: %s", alpha, json.dumps(out[str(alpha)]))
+    return out
