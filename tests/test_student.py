@@ -87,7 +87,7 @@ def test_embeddings_start_as_the_best_linear_stand_in(pruned, image_folder: Path
 
 def _cfg(phase: str, folder: Path, work: Path, steps: int, lr: float = 1e-3) -> StudentConfig:
     return StudentConfig(phase=phase, content_dir=folder, style_dir=folder, work=work, steps=steps, batch=4,
-                         crop=32, lr=lr, pairs=50, device="cpu", log_every=1, seed=0)
+                         crop=32, lr=lr, pairs=50, device="cpu", log_every=1, seed=0, warmup=3)
 
 
 def _losses(work: Path, phase: str, part: str = "loss") -> list[tuple[int, float]]:
@@ -123,6 +123,20 @@ def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path
     a_state = torch.load(work / "phase_a.ckpt", weights_only=True)
     assert all(torch.equal(b_state["student"][k], a_state["student"][k]) for k in a_state["student"]
                if k.startswith("encoder."))  # the encoder stays frozen in phase B
+    # a fresh machine goes on from the exported (committed) weights, not from the pruned teacher
+    from stylizer.train.student import export
+
+    student = Student()
+    student.load_state_dict(b_state["student"])
+    export(student, tmp_path / "s.safetensors", {})
+    fresh = tmp_path / "fresh"
+    build_cache(_cfg("cache", image_folder, fresh, 0))
+    cfg = _cfg("b", image_folder, fresh, 2)
+    cfg.from_student = tmp_path / "s.safetensors"
+    train_phase(cfg)
+    first = torch.load(fresh / "phase_b.ckpt", weights_only=True)["student"]
+    assert all(torch.allclose(first[k], v.half().float(), atol=1e-3) for k, v in student.state_dict().items()
+               if k.startswith("encoder."))
 
 
 @pytest.fixture(scope="module")

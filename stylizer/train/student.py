@@ -73,10 +73,12 @@ class StudentConfig:
     style_dir: Path
     work: Path
     extra_styles: Path | None = None
+    from_student: Path | None = None  # start (when WORK has no checkpoint) from these shipped weights
     steps: int = 4000
     batch: int = 4
     crop: int = 256
-    lr: float | None = None  # default: 2e-4 (a and b)
+    lr: float | None = None  # default: 2e-4 (a), 1e-4 (b)
+    warmup: int = 100  # steps over which a fresh optimiser's lr ramps up (a least-squares start is easily undone)
     alpha: float = 1.0  # the teacher's feature interpolation in the cache and the student's in phase B
     pairs: int = 1500  # teacher outputs in the cache
     max_minutes: float | None = None
@@ -87,8 +89,10 @@ class StudentConfig:
     widths: tuple[int, int, int, int] = StudentArch().widths
     val_size: int = 320
     val_photos: int = 3
+    # phase b: distillation (pixel, perceptual) leads; the own AdaIN terms (content, style) refine. With style at
+    # 10 (the teacher decoder's weight) a CPU run's first hundreds of steps undid the least-squares start.
     weights: dict[str, float] = field(default_factory=lambda: {
-        "pixel": 5.0, "perceptual": 1.0, "content": 1.0, "style": 10.0})
+        "pixel": 10.0, "perceptual": 2.0, "content": 1.0, "style": 2.0})
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -360,6 +364,13 @@ def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embedding
     arch = StudentArch(tuple(cfg.widths))  # type: ignore[arg-type]
     own = _ckpt(cfg, cfg.phase)
     source = own if own.is_file() else (_ckpt(cfg, "a") if cfg.phase == "b" and _ckpt(cfg, "a").is_file() else None)
+    if source is None and cfg.from_student is not None:
+        # a fresh machine: go on from the committed weights (the embeddings are only a training device, refitted)
+        student = load_student_file(cfg.from_student).requires_grad_(True).train()
+        embed = Embeddings(student.arch)
+        fit_embeddings(student, embed, _sample_images(cfg, 16))
+        log.info("%s starts from %s", cfg.phase, cfg.from_student)
+        return student.to(device), embed.to(device), None
     if source is None:
         if cfg.phase == "b":
             raise StylizerError(f"phase b starts from phase a: no {_ckpt(cfg, 'a')}")
@@ -374,7 +385,7 @@ def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embedding
     embed = Embeddings(student.arch).to(device)
     embed.load_state_dict(state["embed"])
     log.info("%s starts from %s (step %d)", cfg.phase, source.name, state["step"])
-    if source != own and cfg.phase == "b":  # a new decoder on phase A's encoder: start it next to the teacher
+    if source != own and cfg.phase == "b" and cfg.from_student is None:  # a new decoder on phase A's encoder
         batch = TeacherCache(cfg.work / "cache", device).batch(32, torch.Generator().manual_seed(cfg.seed))
         residuals = refit_decoder(student, load_decoder(Manifest.default(), device), get_vgg(device),
                                   batch["content"], batch["style"], cfg.alpha)
@@ -448,12 +459,18 @@ def train_phase(cfg: StudentConfig) -> int:
     else:
         student.encoder.requires_grad_(False)
         params = list(student.decoder.parameters())
-        lr = cfg.lr or 2e-4
+        lr = cfg.lr or 1e-4
     opt = torch.optim.Adam(params, lr=lr)
     step = 0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
+    first = step
+    warmup = cfg.warmup if state is None else 0  # a fresh Adam takes full-size steps at once: ramp them up
+
+    def lr_at(i: int) -> float:
+        return lr / (1 + 2e-4 * i) * (min(1.0, (i - first + 1) / warmup) if warmup else 1.0)
+
     gen = torch.Generator().manual_seed(cfg.seed + step)
     rng = random.Random(cfg.seed * 7919 + step)
     validator = Validator(cfg, device)
@@ -466,7 +483,7 @@ def train_phase(cfg: StudentConfig) -> int:
 
         def step_fn(i: int) -> dict[str, torch.Tensor]:
             for g in opt.param_groups:
-                g["lr"] = lr / (1 + 2e-4 * i)
+                g["lr"] = lr_at(i)
             half = cfg.batch // 2
             x = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, contents))
                              for _ in range(cfg.batch - half)] + [to_tensor(pool.sample(rng)[1]) for _ in range(half)])
@@ -495,7 +512,7 @@ def train_phase(cfg: StudentConfig) -> int:
 
         def step_fn(i: int) -> dict[str, torch.Tensor]:
             for g in opt.param_groups:
-                g["lr"] = lr / (1 + 2e-4 * i)
+                g["lr"] = lr_at(i)
             b = cache.batch(cfg.batch, gen, cfg.crop)
             with torch.no_grad(), autocast(device):
                 f_c = student.encoder(b["content"])["relu4_1"]
@@ -554,6 +571,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extra-styles", type=Path, default=None, help="more style pictures (scripts/pypi_styles)")
     p.add_argument("--work", type=Path, required=True, help="run folder: cache, checkpoints, logs, best weights")
     p.add_argument("-o", "--output", type=Path, default=None, help="export: where the student goes")
+    p.add_argument("--from-student", type=Path, default=None,
+                   help="a or b with no checkpoint in --work: continue from this student file (e.g. the committed one)")
     p.add_argument("--steps", type=int, default=StudentConfig.steps, help="phase a/b: total steps")
     p.add_argument("--pairs", type=int, default=StudentConfig.pairs, help="cache: teacher outputs in all")
     p.add_argument("--batch", type=int, default=StudentConfig.batch)
@@ -565,6 +584,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-minutes", type=float, default=StudentConfig.checkpoint_minutes)
     p.add_argument("--val-size", type=int, default=StudentConfig.val_size)
     p.add_argument("--val-photos", type=int, default=StudentConfig.val_photos)
+    p.add_argument("--loss-weights", default="", metavar="K=V,...",
+                   help="phase b: weights of pixel, perceptual, content, style (default "
+                        + ",".join(f"{k}={v:g}" for k, v in StudentConfig("b", Path(), Path(), Path()).weights.items())
+                        + ")")
     p.add_argument("--log-every", type=int, default=StudentConfig.log_every)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -574,10 +597,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     cfg = StudentConfig(
         phase=args.phase, content_dir=args.content_dir, style_dir=args.style_dir, work=args.work,
-        extra_styles=args.extra_styles, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
+        extra_styles=args.extra_styles, from_student=args.from_student, steps=args.steps, batch=args.batch,
+        crop=args.crop, lr=args.lr,
         alpha=args.alpha, pairs=args.pairs, max_minutes=args.max_minutes, checkpoint_minutes=args.checkpoint_minutes,
         seed=args.seed, device=args.device, widths=tuple(args.widths), val_size=args.val_size,
         val_photos=args.val_photos, log_every=args.log_every)
+    for item in filter(None, args.loss_weights.split(",")):
+        key, _, value = item.partition("=")
+        if key not in cfg.weights:
+            raise StylizerError(f"--loss-weights: unknown term {key!r} (choose {', '.join(cfg.weights)})")
+        cfg.weights[key] = float(value)
     if args.phase == "cache":
         log.info("teacher cache holds %d pairs", build_cache(cfg))
     elif args.phase == "export":
