@@ -60,17 +60,22 @@ def lr_at(cfg: DecoderConfig, step: int) -> float:
     return cfg.lr / (1.0 + cfg.lr_decay * step)
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                    key: str = "decoder", cfg: DecoderConfig | None = None) -> None:
-    """Write the net (under ``key``), optimizer and step atomically (tmp + rename), plus ``cfg`` when given;
-    :func:`start_or_resume` reads it back. Shared by both AdaIN trainers."""
+def write_state(path: Path, state: dict) -> None:
+    """``torch.save`` atomically (tmp + rename): a run killed mid-write keeps its previous checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                    key: str = "decoder", cfg: DecoderConfig | None = None) -> None:
+    """Write the net (under ``key``), optimizer and step, plus ``cfg`` when given; :func:`start_or_resume`
+    reads it back."""
     state = {key: model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
     if cfg is not None:
         state["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    torch.save(state, tmp)
-    tmp.replace(path)
+    write_state(path, state)
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

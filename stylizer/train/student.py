@@ -48,7 +48,7 @@ from ..metrics import quality
 from ..student import TAPS, VGG_WIDTHS, Student, StudentArch, load_student_file, pruned_from_teacher
 from ..vgg import LAYER_SCALE, get_vgg, load_state_dict
 from .data import StyleAugment, random_crop, resize_short_side, to_tensor
-from .loop import Loop
+from .loop import Loop, write_state
 from .preset import split_content
 from .styles import KINDS, generate, palette_of, random_palette
 
@@ -351,13 +351,6 @@ def _ckpt(cfg: StudentConfig, phase: str) -> Path:
     return cfg.work / f"phase_{phase}.ckpt"
 
 
-def _save(path: Path, **state) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
 def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embeddings, dict | None]:
     """The student (and embeddings) this phase starts from: its own checkpoint, else phase A's (for B), else
     the pruned teacher."""
@@ -539,8 +532,9 @@ def train_phase(cfg: StudentConfig) -> int:
             return student(c, *student.style_stats(s), alpha=cfg.alpha)
 
     def checkpoint(i: int) -> None:
-        _save(_ckpt(cfg, cfg.phase), student=student.state_dict(), embed=embed.state_dict(),
-              optimizer=opt.state_dict(), step=i, widths=list(student.arch.widths), config=_config_json(cfg))
+        write_state(_ckpt(cfg, cfg.phase), {"student": student.state_dict(), "embed": embed.state_dict(),
+                                            "optimizer": opt.state_dict(), "step": i,
+                                            "widths": list(student.arch.widths), "config": _config_json(cfg)})
 
     def validate(i: int) -> dict:
         student.eval()
