@@ -12,7 +12,8 @@ Sections (``--sections``, comma separated):
 * ``folder``: wall time of the CLI on a folder of 20 photos at 512 px, ours vs the peer's CLI.
 
 Usage: ``python bench/adain.py [--sections latency,quality,peer,folder] [--engines fast,vgg] [--decoder FILE]
-[--student FILE] [--held-out]``.
+[--student FILE] [--held-out] [--full-alpha A]`` (``--full-alpha``: what strength 1 stands for with the
+teacher, to calibrate it on the held-out grid).
 """
 
 from __future__ import annotations
