@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -53,8 +54,7 @@ def _manifest(decoder: Path | None, student: Path | None, full_alpha: float | No
         manifest.models["adain_decoder"] = ModelEntry("adain_decoder", decoder.resolve(), "")
     if full_alpha is not None:  # what strength 1 stands for, to calibrate it
         entry = manifest.models["adain_decoder"]
-        manifest.models["adain_decoder"] = ModelEntry(entry.name, entry.file, entry.sha256,
-                                                      {**entry.info, "full_alpha": full_alpha})
+        manifest.models["adain_decoder"] = replace(entry, info={**entry.info, "full_alpha": full_alpha})
     if student is not None:
         info = dict(manifest.models["adain_student"].info) if "adain_student" in manifest.models else {}
         manifest.models["adain_student"] = ModelEntry("adain_student", student.resolve(), "", info)

@@ -68,7 +68,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     manifest = Manifest.default()
-    student = load_student_file(args.student) if args.student else load_student(manifest)
+    def load() -> Student:
+        return load_student_file(args.student) if args.student else load_student(manifest)
+
+    student = load()
     x = torch.rand(1, 3, args.size, args.size)
     mean, std = student.style_stats(torch.rand(1, 3, 256, 256))
     rows: list[dict] = []
@@ -82,8 +85,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), file=sys.stderr)
 
         row("student eager fp32", lambda: student(x, mean, std))
-        cl = load_student_file(args.student) if args.student else load_student(manifest)
-        cl = cl.to(memory_format=torch.channels_last)
+        cl = load().to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
         row("student fp32 channels_last", lambda: cl(x_cl, mean, std), cl(x_cl, mean, std))
         bf = cl.to(torch.bfloat16)

@@ -87,6 +87,7 @@ def main() -> None:
     shipped = Manifest([WEIGHTS / "manifest.toml"]).presets
     sample = split_content(args.content_dir)[1][0]
     text = (WEIGHTS / "manifest.toml").read_text()
+    displays = {n: d for n, _, d in zoo_table()}  # drafts from train-preset --manifest carry no display name
     for name in args.names:
         q = gate.get(name)
         if not q or not (q.get("passed") and q.get("passed_stress")):
@@ -98,7 +99,7 @@ def main() -> None:
         draft = drafts.preset(name)
         target = WEIGHTS / draft.file.name
         target.write_bytes(draft.file.read_bytes())
-        display = draft.display_name or dict((n, d) for n, _, d in zoo_table()).get(name, name)
+        display = draft.display_name or displays.get(name, name)
         preset = Preset(name=name, method=draft.method, file=target, sha256=sha256_file(target),
                         display_name=display, source=draft.source, params=dict(draft.params))
         make_thumbnail(preset, drafts, sample, WEIGHTS / "thumbs" / f"{name}.jpg")

@@ -32,6 +32,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -39,12 +40,13 @@ from torch import nn
 
 from .device import autocast
 from .errors import MethodError, PresetError
-from .features import adain, mean_std
+from .features import mean_std, stylize_features
 from .image import load_image, pil_to_tensor, resize_long_side
 from .manifest import Manifest, load_tensors, save_tensors
 from .methods import MethodJob, StyleInput
 from .student import MODEL_NAME as STUDENT_MODEL_NAME
 from .student import Student, load_student
+from .transformer import inference_dtype
 from .vgg import VGG19, get_vgg
 
 log = logging.getLogger(__name__)
@@ -137,14 +139,6 @@ def mix_stats(stats: Sequence[tuple[float, torch.Tensor, torch.Tensor]]) -> tupl
     mean = sum(w / total * m for w, m, _ in stats)
     std = sum(w / total * s for w, _, s in stats)
     return mean, std  # type: ignore[return-value]
-
-
-def stylize_features(f_c: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float) -> torch.Tensor:
-    """The decoder input: AdaIN target interpolated with the content features by ``alpha``."""
-    t = adain(f_c, mean.to(f_c.device), std.to(f_c.device))
-    if alpha >= 1.0:
-        return t
-    return alpha * t + (1.0 - alpha) * f_c
 
 
 def make_preset_file(style: Path | str, out: Path, size: int = PRESET_STYLE_SIZE,
@@ -314,8 +308,6 @@ class AdaINMethod:
         h, w = content.shape[-2:]
         x = _channels_last(_pad_to_multiple(content.to(device), 8), device)
         if engine == "student":
-            from .transformer import inference_dtype
-
             dtype = inference_dtype(device, mixed_precision)
             student = self.student(manifest, device, dtype)
             with torch.inference_mode():
@@ -331,17 +323,15 @@ class AdaINMethod:
     def target(self, job: MethodJob, engine: str) -> tuple[torch.Tensor, torch.Tensor, float]:
         """(mean, std, alpha) of a job: its styles' statistics mixed by weight, in ``engine``'s feature space,
         and the feature interpolation its strength stands for."""
-        stats = []
         if engine == "student":
-            from .transformer import inference_dtype
-
             student = self.student(job.manifest, job.device, inference_dtype(job.device, job.mixed_precision))
-        vgg = get_vgg(job.device) if engine == "vgg" else None
+            stats_of = partial(self.student_stats_for, student=student, device=job.device)
+        else:
+            stats_of = partial(self.stats_for, vgg=get_vgg(job.device), device=job.device,
+                               mixed_precision=job.mixed_precision)
+        stats = []
         for i, style in enumerate(job.styles):
-            if vgg is not None:
-                mean, std = self.stats_for(style, vgg, job.device, job.mixed_precision)
-            else:
-                mean, std = self.student_stats_for(style, student, job.device)
+            mean, std = stats_of(style)
             stats.append((style.weight, mean, std))
             job.report("style", i + 1, len(job.styles))
         mean, std = mix_stats(stats)

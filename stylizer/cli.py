@@ -11,6 +11,7 @@ import logging
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 from PIL import Image
@@ -162,15 +163,15 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=1) as writer, ThreadPoolExecutor(max_workers=1) as reader:
         saving: Future | None = None
         stills = [p for p in inputs if not is_video_file(p)]
+        after = dict(pairwise(stills))  # each still -> the next one to decode ahead
         decoded = {stills[0]: reader.submit(load_image, stills[0])} if many and stills else {}
         for path in inputs:
             clip = is_video_file(path)
             content: Path | Image.Image = path
             if path in decoded:
                 content = decoded.pop(path).result()
-                following = stills.index(path) + 1
-                if following < len(stills):
-                    decoded[stills[following]] = reader.submit(load_image, stills[following])
+                if path in after:
+                    decoded[after[path]] = reader.submit(load_image, after[path])
             suffix = (".gif" if path.suffix.lower() == ".gif" else ".mp4") if clip else ".png"
             out = args.output / f"{path.stem}{suffix}" if many else args.output
             if not many and not out.suffix:

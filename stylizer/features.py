@@ -90,3 +90,12 @@ def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tens
     c_mean, c_std = norm_stats(content)
     normalised = (content.float() - c_mean) / c_std
     return (normalised * style_std + style_mean).to(content.dtype)
+
+
+def stylize_features(f_c: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float) -> torch.Tensor:
+    """A decoder's input: the AdaIN target interpolated with the content features by ``alpha`` (strength in
+    feature space, as in the paper). Shared by the VGG decoder, the student and their trainers."""
+    t = adain(f_c, mean.to(f_c.device), std.to(f_c.device))
+    if alpha >= 1.0:
+        return t
+    return alpha * t + (1.0 - alpha) * f_c

@@ -12,7 +12,7 @@ that already computes a thinned VGG. The 1x1 *embeddings* that map student featu
 training device (:mod:`stylizer.train.student`) and are not shipped.
 
 The widths live in the file's metadata (:class:`StudentArch`), so a wider student loads without code
-changes. Inference: :func:`load_student` + :meth:`Student.stylize`.
+changes. Inference: :func:`load_student`, then ``student(content, *student.style_stats(style), alpha)``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import PresetError
-from .features import adain, mean_std
+from .features import mean_std, stylize_features
 from .manifest import Manifest, load_tensors
 from .vgg import CaffePreprocess
 
@@ -130,14 +130,11 @@ class Student(nn.Module):
                 ) -> torch.Tensor:
         """Stylize ``content`` (N, 3, H, W; H and W multiples of 8) towards statistics (N or 1, C, 1, 1)."""
         f = self.encoder(content)["relu4_1"]
-        t = adain(f, mean.to(f.dtype), std.to(f.dtype))
-        if alpha < 1.0:
-            t = alpha * t + (1 - alpha) * f
-        return self.decoder(t)
+        return self.decoder(stylize_features(f, mean.to(f.dtype), std.to(f.dtype), alpha))
 
 
-def _keep(weight: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices (sorted) of the ``k`` output filters with the largest L1 norm."""
+def keep_filters(weight: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices (sorted) of the ``k`` output filters of a conv ``weight`` with the largest L1 norm."""
     return weight.flatten(1).abs().sum(1).topk(k).indices.sort().values
 
 
@@ -154,7 +151,7 @@ def pruned_from_teacher(vgg_state: Mapping[str, torch.Tensor], decoder_state: Ma
     with torch.no_grad():
         for name, _, cout in encoder_plan(student.arch):
             w, b = vgg_state[f"layers.{name}.weight"], vgg_state[f"layers.{name}.bias"]
-            kept = _keep(w[:, kept_in], cout)
+            kept = keep_filters(w[:, kept_in], cout)
             conv = student.encoder.convs[name]
             conv.weight.copy_(w[kept][:, kept_in])
             conv.bias.copy_(b[kept])
@@ -167,7 +164,7 @@ def pruned_from_teacher(vgg_state: Mapping[str, torch.Tensor], decoder_state: Ma
         for i, (key, conv) in enumerate(zip(weights, student.decoder.convs, strict=True)):
             w, b = decoder_state[key], decoder_state[key.removesuffix("weight") + "bias"]
             w = w[:, kept_in]
-            kept = torch.arange(3) if i == len(weights) - 1 else _keep(w, conv.out_channels)
+            kept = torch.arange(3) if i == len(weights) - 1 else keep_filters(w, conv.out_channels)
             conv.weight.copy_(w[kept])
             conv.bias.copy_(b[kept])
             kept_in = kept

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,13 +69,18 @@ def write_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+def config_dict(cfg) -> dict:
+    """A run configuration (dataclass) as plain values for a checkpoint: paths become strings."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
                     key: str = "decoder", cfg: DecoderConfig | None = None) -> None:
     """Write the net (under ``key``), optimizer and step, plus ``cfg`` when given; :func:`start_or_resume`
     reads it back."""
     state = {key: model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
     if cfg is not None:
-        state["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+        state["config"] = config_dict(cfg)
     write_state(path, state)
 
 
@@ -119,10 +125,8 @@ class Loop:
 
     def run(self, step_fn, start_step: int, checkpoint, validate=None) -> int:
         """Run from ``start_step``; returns the last step reached (checkpointed and validated)."""
-        import time
-
         start = last_save = time.perf_counter()
-        window: dict[str, list[float]] = {}
+        window: dict[str, list[torch.Tensor]] = {}
         step = start_step
 
         def save_and_validate() -> None:
@@ -138,7 +142,9 @@ class Loop:
             for k, v in losses.items():  # kept as tensors: no GPU sync per step, one per report
                 window.setdefault(k, []).append(torch.as_tensor(v, dtype=torch.float32))
             now = time.perf_counter()
-            if step % self.log_every == 0 or step == start_step + 1:
+            out_of_time = now - start > self.max_seconds
+            # the first step, every log_every-th, and the last window of the run (however short)
+            if step % self.log_every == 0 or step in (start_step + 1, self.steps) or out_of_time:
                 means = {k: float(torch.stack(v).mean()) for k, v in window.items()}
                 window.clear()
                 if not all(math.isfinite(v) for v in means.values()):
@@ -148,7 +154,7 @@ class Loop:
                          " ".join(f"{k}={v:.4f}" for k, v in means.items()), rate)
                 self._log({"step": step, "losses": {k: round(v, 5) for k, v in means.items()}})
                 self.history.append({"step": step, **means})
-            if now - start > self.max_seconds:
+            if out_of_time:
                 log.info("%s: time limit reached at step %d", self.tag, step)
                 break
             by_steps = bool(self.checkpoint_every) and step % self.checkpoint_every == 0

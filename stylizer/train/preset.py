@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 from .. import image as img
-from ..cin import BASE_SHA_KEY, DEFAULT_BASE, load_base, load_rows
+from ..cin import BASE_SHA_KEY, DEFAULT_BASE, base_name, load_base, load_rows
 from ..device import autocast, resolve_device
 from ..errors import Cancelled, StylizerError
+from ..johnson import load_net
 from ..losses import LossWeights, PerceptualLoss
 from ..manifest import WEIGHTS_DIR, Manifest, ModelEntry, Preset, save_tensors, sha256_file, write_preset_manifest
 from ..methods import Progress, ProgressFn
@@ -102,12 +103,14 @@ def _optimise(
     progress: ProgressFn | None,
     cancel: threading.Event | None,
     tag: str,
+    stats: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Adam over ``params`` on the shared :class:`~stylizer.train.loop.Loop`; the lr decays (cosine) to 10 % over
-    ``steps``. Returns run statistics."""
+    ``steps``. Run statistics (steps, seconds, first/last/smoothed loss) are kept up to date in ``stats`` after
+    every step, so each ``save`` (the loop's last one included) records them; returns them."""
     opt = torch.optim.Adam(params, lr=lr)
-    seen: list[float] = []
-    smooth: list[float] = []
+    stats = {} if stats is None else stats
+    t0 = time.perf_counter()
 
     def step_fn(i: int) -> dict[str, torch.Tensor]:
         if cancel is not None and cancel.is_set():
@@ -122,19 +125,17 @@ def _optimise(
         loss.backward()
         opt.step()
         last = float(loss.detach())
-        seen.append(last)
-        smooth.append(last if not smooth else 0.95 * smooth[-1] + 0.05 * last)
+        stats.update(steps=i + 1, seconds=round(time.perf_counter() - t0, 1), last_loss=last,
+                     first_loss=stats.get("first_loss", last),
+                     avg_loss=0.95 * stats["avg_loss"] + 0.05 * last if "avg_loss" in stats else last)
         if progress is not None:
             progress(Progress("train", i + 1, steps, last))
         return {"loss": loss.detach(), **parts}
 
-    t0 = time.perf_counter()
     loop = Loop(tag, steps=steps, max_minutes=cfg.max_minutes, log_every=cfg.log_every,
                 checkpoint_minutes=math.inf, checkpoint_every=cfg.save_every)
-    step = loop.run(step_fn, 0, save)
-    nan = float("nan")
-    return {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "first_loss": seen[0] if seen else nan,
-            "last_loss": seen[-1] if seen else nan, "avg_loss": smooth[-1] if smooth else nan}
+    loop.run(step_fn, 0, save)
+    return stats
 
 
 def _metadata(method: str, arch_json: str, cfg: TrainConfig, device: torch.device, stats: dict, **extra) -> dict:
@@ -166,12 +167,10 @@ def johnson_init(preset: Preset, manifest: Manifest) -> TransformerNet:
     shared base's capacity when a row alone cannot hold a painting on held-out photos (issue 15).
     """
     if preset.method == "johnson":
-        from ..johnson import load_net
-
         return load_net(preset).float().requires_grad_(True)
     if preset.method != "cin":
         raise StylizerError(f"cannot start a Johnson net from a {preset.method} preset")
-    base = load_base(manifest.model(str(preset.params.get("base", DEFAULT_BASE))))
+    base = load_base(manifest.model(base_name(preset)))
     rows = load_rows(preset, base)
     net = TransformerNet(base.net.arch)
     tensors = dict(base.net.state_dict())
@@ -203,10 +202,8 @@ def train_johnson(style: img.ImageSource, out_file: Path, content_dir: Path, cfg
         save_tensors(net.state_dict(), out_file,
                      _metadata("johnson", net.arch.to_json(), cfg, dev, stats_now, style=_source_name(style)))
 
-    stats.update(_optimise(list(net.parameters()), lambda x: (net(x), None), loss_fn, batches, steps=steps, lr=lr,
-                           cfg=cfg, device=dev, save=save, progress=progress, cancel=cancel,
-                           tag=f"johnson {out_file.stem}"))
-    save(int(stats["steps"]))
+    _optimise(list(net.parameters()), lambda x: (net(x), None), loss_fn, batches, steps=steps, lr=lr, cfg=cfg,
+              device=dev, save=save, progress=progress, cancel=cancel, tag=f"johnson {out_file.stem}", stats=stats)
     return stats
 
 
@@ -277,9 +274,8 @@ def train_cin_base(styles: Sequence[tuple[str, img.ImageSource]], out_dir: Path,
             row_meta = _metadata("cin", CIN_ARCH.to_json(), cfg, dev, stats_now, style=_source_name(style), base=base)
             _save_row(table, k, row_files[name], sha, row_meta)
 
-    stats.update(_optimise([*net.parameters(), *table.parameters()], forward, loss_fn, batches, steps=steps, lr=lr,
-                           cfg=cfg, device=dev, save=save, progress=progress, cancel=cancel, tag="cin base"))
-    save(int(stats["steps"]))
+    _optimise([*net.parameters(), *table.parameters()], forward, loss_fn, batches, steps=steps, lr=lr, cfg=cfg,
+              device=dev, save=save, progress=progress, cancel=cancel, tag="cin base", stats=stats)
     return base_file, row_files, stats
 
 
@@ -312,10 +308,9 @@ def fit_cin_style(style: img.ImageSource, base_entry: ModelEntry, out_file: Path
                          base=base_entry.name)
         _save_row(table, 0, out_file, base_sha, meta)
 
-    stats.update(_optimise(list(table.parameters()), lambda x: (net(x, table.params_for(zero[: x.shape[0]])), None),
-                           loss_fn, batches, steps=steps, lr=lr, cfg=cfg, device=dev, save=save, progress=progress,
-                           cancel=cancel, tag=f"cin row {out_file.stem}"))
-    save(int(stats["steps"]))
+    _optimise(list(table.parameters()), lambda x: (net(x, table.params_for(zero[: x.shape[0]])), None),
+              loss_fn, batches, steps=steps, lr=lr, cfg=cfg, device=dev, save=save, progress=progress,
+              cancel=cancel, tag=f"cin row {out_file.stem}", stats=stats)
     return stats
 
 

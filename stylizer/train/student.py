@@ -26,9 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import statistics
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +42,22 @@ from .. import image as img
 from ..adain import load_decoder
 from ..device import autocast, resolve_device
 from ..errors import StylizerError
-from ..features import adain, mean_std
+from ..features import mean_std, stylize_features
 from ..losses import mean_std_loss
 from ..manifest import Manifest, save_tensors
 from ..metrics import quality
-from ..student import TAPS, VGG_WIDTHS, Student, StudentArch, load_student_file, pruned_from_teacher
+from ..student import (
+    TAPS,
+    VGG_WIDTHS,
+    Student,
+    StudentArch,
+    keep_filters,
+    load_student_file,
+    pruned_from_teacher,
+)
 from ..vgg import LAYER_SCALE, get_vgg, load_state_dict
 from .data import StyleAugment, random_crop, resize_short_side, to_tensor
-from .loop import Loop, write_state
+from .loop import Loop, config_dict, write_state
 from .preset import split_content
 from .styles import KINDS, generate, palette_of, random_palette
 
@@ -174,7 +183,7 @@ def build_cache(cfg: StudentConfig) -> int:
     photos, _ = split_content(cfg.content_dir)
     contents: dict[Path, Image.Image] = {}
     loop = Loop("teacher cache", steps=-(-cfg.pairs // SHARD), max_minutes=cfg.max_minutes, log_every=1,
-                checkpoint_minutes=1e9)
+                checkpoint_minutes=math.inf)
     done = len(list(out_dir.glob("shard_*.pt")))
 
     def shard(i: int) -> dict[str, float]:
@@ -187,19 +196,15 @@ def build_cache(cfg: StudentConfig) -> int:
             for j in range(0, SHARD, 10):
                 cj, sj = c[j:j + 10].to(device), s[j:j + 10].to(device)
                 f_s = vgg(sj, TAPS)
-                for t in TAPS:
-                    m, sd = mean_std(f_s[t])
+                s_stats = {t: mean_std(f_s[t]) for t in TAPS}
+                for t, (m, sd) in s_stats.items():
                     stats[f"mean.{t}"].append(m.flatten(1).half().cpu())
                     stats[f"std.{t}"].append(sd.flatten(1).half().cpu())
                 f_c = vgg(cj, ["relu4_1"])["relu4_1"]
-                m, sd = mean_std(f_s["relu4_1"])
-                t_ = cfg.alpha * adain(f_c, m, sd) + (1 - cfg.alpha) * f_c
-                teacher.append(_u8(decoder(t_).float()).cpu())
+                teacher.append(_u8(decoder(stylize_features(f_c, *s_stats["relu4_1"], cfg.alpha)).float()).cpu())
         record = {"content": _u8(c), "style": _u8(s), "teacher": torch.cat(teacher), "kinds": list(kinds),
                   "alpha": cfg.alpha, **{k: torch.cat(v) for k, v in stats.items()}}
-        tmp = out_dir / f"shard_{i:04d}.pt.tmp"
-        torch.save(record, tmp)
-        tmp.replace(out_dir / f"shard_{i:04d}.pt")
+        write_state(out_dir / f"shard_{i:04d}.pt", record)
         return {"pairs": float((i + 1) * SHARD)}
 
     return loop.run(shard, done, lambda step: None) * SHARD
@@ -308,16 +313,16 @@ def refit_decoder(student: Student, teacher, vgg, content: torch.Tensor, style: 
     with torch.no_grad():
         f_v = vgg(content, ["relu4_1"])["relu4_1"]
         m, sd = mean_std(vgg(style, ["relu4_1"])["relu4_1"])
-        targets = _teacher_preactivations(teacher, alpha * adain(f_v, m, sd) + (1 - alpha) * f_v)
+        targets = _teacher_preactivations(teacher, stylize_features(f_v, m, sd, alpha))
         f_s = student.encoder(content)["relu4_1"]
         m, sd = student.style_stats(style)
-        x = alpha * adain(f_s, m, sd) + (1 - alpha) * f_s
+        x = stylize_features(f_s, m, sd, alpha)
         residuals = []
+        teacher_convs = [m for m in teacher.net if isinstance(m, nn.Conv2d)]
         last = len(student.decoder.convs) - 1
         for i, (conv, up) in enumerate(zip(student.decoder.convs, student.decoder.up, strict=True)):
             z = targets[i]
-            keep = (torch.arange(z.shape[1]) if i == last
-                    else teacher_filters(teacher, i).topk(conv.out_channels).indices.sort().values)
+            keep = torch.arange(z.shape[1]) if i == last else keep_filters(teacher_convs[i].weight, conv.out_channels)
             per = max(1, max_rows // len(x))
             a_parts, y_parts = [], []
             for n in range(len(x)):  # one picture at a time: unfolded 3x3 patches of a batch would not fit
@@ -339,12 +344,6 @@ def refit_decoder(student: Student, teacher, vgg, content: torch.Tensor, style: 
             if up:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
     return residuals
-
-
-def teacher_filters(teacher, i: int) -> torch.Tensor:
-    """L1 norm of each output filter of the teacher decoder's ``i``-th conv."""
-    convs = [m for m in teacher.net if isinstance(m, nn.Conv2d)]
-    return convs[i].weight.detach().flatten(1).abs().sum(1)
 
 
 def _ckpt(cfg: StudentConfig, phase: str) -> Path:
@@ -404,7 +403,11 @@ class Validator:
         def load(pil: Image.Image) -> torch.Tensor:
             return img.pil_to_tensor(img.resize_long_side(pil.convert("RGB"), size), device)
 
-        self.photos = [load(img.load_image(p)) for p in held[:cfg.val_photos]]
+        def multiple_of_8(x: torch.Tensor) -> torch.Tensor:  # the student's three poolings
+            h, w = (s - s % 8 for s in x.shape[-2:])
+            return x[..., :h, :w]
+
+        self.photos = [multiple_of_8(load(img.load_image(p))) for p in held[:cfg.val_photos]]
         self.styles = [(kind, name, load(pil)) for kind, name, pil in StylePool(cfg).validation_styles()]
         self.best_path = cfg.work / f"best_{cfg.phase}.safetensors"
         self.best_file = cfg.work / f"best_{cfg.phase}.json"
@@ -417,9 +420,8 @@ class Validator:
         with torch.no_grad():
             for kind, _, style in self.styles:
                 for photo in self.photos:
-                    h, w = (s - s % 8 for s in photo.shape[-2:])
-                    out = stylize(photo[..., :h, :w], style).clamp(0, 1)
-                    rows.setdefault(kind, []).append(quality(out, photo[..., :h, :w], style))
+                    out = stylize(photo, style).clamp(0, 1)
+                    rows.setdefault(kind, []).append(quality(out, photo, style))
         every = [q for v in rows.values() for q in v]
         figures = {k: {m: round(statistics.median(q[m] for q in v), 4) for m in BAR} for k, v in rows.items()}
         figures["all"] = {m: round(statistics.median(q[m] for q in every), 4) for m in BAR}
@@ -497,7 +499,7 @@ def train_phase(cfg: StudentConfig) -> int:
         def stylize(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             f_c = embed(student.encoder(c))["relu4_1"]
             m, sd = mean_std(embed(student.encoder(s))["relu4_1"])
-            return teacher_decoder(cfg.alpha * adain(f_c, m, sd) + (1 - cfg.alpha) * f_c)
+            return teacher_decoder(stylize_features(f_c, m, sd, cfg.alpha))
     else:
         cache = TeacherCache(cfg.work / "cache", device)
         if abs(cache.alpha - cfg.alpha) > 1e-6:
@@ -510,7 +512,7 @@ def train_phase(cfg: StudentConfig) -> int:
             with torch.no_grad(), autocast(device):
                 f_c = student.encoder(b["content"])["relu4_1"]
                 m, sd = student.style_stats(b["style"])
-                t = cfg.alpha * adain(f_c, m, sd) + (1 - cfg.alpha) * f_c
+                t = stylize_features(f_c, m, sd, cfg.alpha)
                 v_t = _scaled(vgg(b["teacher"], TAPS[:2]))
             with autocast(device):
                 out = student.decoder(t)
@@ -534,7 +536,7 @@ def train_phase(cfg: StudentConfig) -> int:
     def checkpoint(i: int) -> None:
         write_state(_ckpt(cfg, cfg.phase), {"student": student.state_dict(), "embed": embed.state_dict(),
                                             "optimizer": opt.state_dict(), "step": i,
-                                            "widths": list(student.arch.widths), "config": _config_json(cfg)})
+                                            "widths": list(student.arch.widths), "config": config_dict(cfg)})
 
     def validate(i: int) -> dict:
         student.eval()
@@ -547,10 +549,6 @@ def train_phase(cfg: StudentConfig) -> int:
                 checkpoint_minutes=cfg.checkpoint_minutes, log_file=cfg.work / f"phase_{cfg.phase}.jsonl")
     student.train()
     return loop.run(step_fn, step, checkpoint, validate)
-
-
-def _config_json(cfg: StudentConfig) -> str:
-    return json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()})
 
 
 # --- command line -------------------------------------------------------------------------------------------------
