@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .features import gram, mean_std
-from .vgg import STYLE_LAYERS, VGG19
+from .adain import ENCODER_LAYER, LOSS_LAYERS
+from .features import adain, gram, mean_std
+from .vgg import LAYER_SCALE, STYLE_LAYERS, VGG19
 
 
 def content_loss(feat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -58,6 +59,28 @@ class LossWeights:
     tv: float = 0.3
     content_layer: str = "relu3_1"
     style_layers: tuple[str, ...] = STYLE_LAYERS
+
+
+def adain_targets(vgg, content: torch.Tensor, style: torch.Tensor, layers: tuple[str, ...] = LOSS_LAYERS,
+                  ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """AdaIN's training targets from the frozen VGG: ``t`` at relu4_1 (raw scale) and the style's channel
+    (mean, std) per layer, divided by :data:`LAYER_SCALE`."""
+    with torch.no_grad():
+        f_c = vgg(content, [ENCODER_LAYER])[ENCODER_LAYER]
+        f_s = vgg(style, layers)
+        targets = {k: mean_std(v / LAYER_SCALE[k]) for k, v in f_s.items()}
+        return adain(f_c, *mean_std(f_s[ENCODER_LAYER])), targets
+
+
+def adain_losses(vgg, out: torch.Tensor, t: torch.Tensor, targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(content loss, style loss) of an output against :func:`adain_targets`: whichever net drew ``out``
+    (our decoder, the student) is trained on the same two terms."""
+    f_o = vgg(out, tuple(targets))
+    scale = LAYER_SCALE[ENCODER_LAYER]
+    loss_c = content_loss(f_o[ENCODER_LAYER] / scale, t / scale)
+    loss_s = sum(mean_std_loss(f_o[k] / LAYER_SCALE[k], *targets[k]) for k in targets)
+    return loss_c, loss_s  # type: ignore[return-value]
 
 
 class PerceptualLoss:

@@ -124,6 +124,13 @@ def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path
     a_state = torch.load(work / "phase_a.ckpt", weights_only=True)
     assert all(torch.equal(b_state["student"][k], a_state["student"][k]) for k in a_state["student"]
                if k.startswith("encoder."))  # the encoder stays frozen in phase B
+    # phase C: both halves end to end on AdaIN's objective in VGG space, from phase B's checkpoint
+    assert train_phase(_cfg("c", image_folder, work, 30)) == 30
+    losses = [v for _, v in _losses(work, "c")]
+    assert sum(losses[-5:]) < 0.8 * sum(losses[:5])
+    c_state = torch.load(work / "phase_c.ckpt", weights_only=True)
+    assert not torch.equal(c_state["student"]["encoder.convs.conv1_1.weight"],
+                           b_state["student"]["encoder.convs.conv1_1.weight"])  # the encoder trains too
     # a fresh machine goes on from the exported (committed) weights, not from the pruned teacher
     from stylizer.train.student import export
 

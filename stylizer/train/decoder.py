@@ -26,13 +26,12 @@ from pathlib import Path
 
 import torch
 
-from ..adain import ENCODER_LAYER, LOSS_LAYERS, Decoder
+from ..adain import Decoder
 from ..device import autocast, resolve_device
 from ..errors import StylizerError
-from ..features import adain, mean_std
-from ..losses import content_loss, mean_std_loss
+from ..losses import adain_losses, adain_targets
 from ..manifest import save_tensors
-from ..vgg import LAYER_SCALE, get_vgg
+from ..vgg import get_vgg
 from .data import ImageFolderDataset, StyleAugment, infinite_batches
 from .loop import DecoderConfig, Loop, lr_at, save_checkpoint, start_or_resume
 
@@ -44,17 +43,8 @@ CHECKPOINT_MINUTES = 5.0
 def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor,
                    style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(content loss, style loss) of one batch, with features divided by :data:`LAYER_SCALE`."""
-    with torch.no_grad():
-        f_c = vgg(content, [ENCODER_LAYER])[ENCODER_LAYER]
-        f_s = vgg(style, LOSS_LAYERS)
-        targets = {k: mean_std(v / LAYER_SCALE[k]) for k, v in f_s.items()}
-        t = adain(f_c, *mean_std(f_s[ENCODER_LAYER]))
-    out = decoder(t)
-    f_o = vgg(out, LOSS_LAYERS)
-    scale = LAYER_SCALE[ENCODER_LAYER]
-    loss_c = content_loss(f_o[ENCODER_LAYER] / scale, t / scale)
-    loss_s = sum(mean_std_loss(f_o[k] / LAYER_SCALE[k], *targets[k]) for k in LOSS_LAYERS)
-    return loss_c, loss_s  # type: ignore[return-value]
+    t, targets = adain_targets(vgg, content, style)
+    return adain_losses(vgg, decoder(t), t, targets)
 
 
 def train_decoder(cfg: DecoderConfig) -> list[dict[str, float]]:

@@ -1,6 +1,6 @@
 """Train the AdaIN student (:mod:`stylizer.student`) on the CPU, resumably: ``python -m stylizer train-student``.
 
-Three commands on one work folder (``--work``), each resumable and bounded by ``--max-minutes``:
+Four commands on one work folder (``--work``), each resumable and bounded by ``--max-minutes``:
 
 * ``cache``: the teacher (VGG-19 + our decoder at alpha ``--alpha``) stylizes random (photo crop, style
   crop) pairs once; shards of uint8 pictures plus the style crops' VGG statistics land in ``WORK/cache``.
@@ -12,6 +12,13 @@ Three commands on one work folder (``--work``), each resumable and bounded by ``
   VGG relu1_1/relu2_1) mixed with AdaIN's own losses (the output's student relu4_1 should equal the AdaIN
   target; its VGG mean/std at four layers should equal the style's): the own losses let it go past a
   teacher that under-styles textures (issue 11, bench/adain_kinds.py).
+* ``c`` (end to end): encoder and decoder train together on AdaIN's own objective in *VGG's* space, the one
+  our teacher decoder was trained on (:func:`stylizer.losses.adain_targets`: the output's VGG relu4_1
+  should equal VGG-AdaIN's target, its VGG mean/std at relu1_1..relu5_1 the style's), with the teacher's
+  picture as a light L1 anchor. No cache: the targets come from VGG on the fly (cheap in bf16 on AMX). It
+  starts from phase B's checkpoint or ``--from-student``. Phases A and B measure the student against the
+  teacher's intermediate results; C measures it on what the brief's metrics measure, so the student may go
+  where the teacher's own losses point rather than stop at a blurred copy of its pictures.
 
 Style data (:class:`StylePool`): paintings (augmented: crops at several scales, flips, rotations, colour
 jitter), photos as styles, procedural textures coloured with paintings' palettes, and pictures PyPI packages
@@ -43,7 +50,7 @@ from ..adain import load_decoder
 from ..device import autocast, resolve_device
 from ..errors import StylizerError
 from ..features import mean_std, stylize_features
-from ..losses import mean_std_loss
+from ..losses import adain_losses, adain_targets, mean_std_loss
 from ..manifest import Manifest, save_tensors
 from ..metrics import quality
 from ..student import (
@@ -55,7 +62,7 @@ from ..student import (
     load_student_file,
     pruned_from_teacher,
 )
-from ..vgg import LAYER_SCALE, get_vgg, load_state_dict
+from ..vgg import LAYER_SCALE, STYLE_LAYERS, get_vgg, load_state_dict
 from .data import StyleAugment, random_crop, resize_short_side, to_tensor
 from .loop import Loop, config_dict, write_state
 from .preset import split_content
@@ -77,7 +84,7 @@ SHARD = 50
 
 @dataclass
 class StudentConfig:
-    phase: str  # "cache", "a" or "b"
+    phase: str  # "cache", "a", "b" or "c"
     content_dir: Path
     style_dir: Path
     work: Path
@@ -98,10 +105,18 @@ class StudentConfig:
     widths: tuple[int, int, int, int] = StudentArch().widths
     val_size: int = 320
     val_photos: int = 3
-    # phase b: distillation (pixel, perceptual) leads; the own AdaIN terms (content, style) refine. With style at
-    # 10 (the teacher decoder's weight) a CPU run's first hundreds of steps undid the least-squares start.
-    weights: dict[str, float] = field(default_factory=lambda: {
-        "pixel": 10.0, "perceptual": 2.0, "content": 1.0, "style": 2.0})
+    weights: dict[str, float] = field(default_factory=dict)  # empty: PHASE_WEIGHTS of the phase
+
+    def __post_init__(self) -> None:
+        self.weights = {**PHASE_WEIGHTS.get(self.phase, {}), **self.weights}
+
+
+#: Loss weights per phase. b: distillation (pixel, perceptual) leads and the own AdaIN terms (content, style)
+#: refine; with style at 10 a CPU run's first hundreds of steps undid the least-squares start. c: AdaIN's own
+#: objective in VGG space (what the teacher decoder was trained on, style at relu1_1..relu5_1 as the brief's
+#: style_gap measures it) leads, and the teacher's picture (pixel) only keeps the output clean.
+PHASE_WEIGHTS = {"b": {"pixel": 10.0, "perceptual": 2.0, "content": 1.0, "style": 2.0},
+                 "c": {"pixel": 1.0, "content": 1.0, "style": 10.0}}
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -355,7 +370,8 @@ def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embedding
     the pruned teacher."""
     arch = StudentArch(tuple(cfg.widths))  # type: ignore[arg-type]
     own = _ckpt(cfg, cfg.phase)
-    source = own if own.is_file() else (_ckpt(cfg, "a") if cfg.phase == "b" and _ckpt(cfg, "a").is_file() else None)
+    before = {"b": _ckpt(cfg, "a"), "c": _ckpt(cfg, "b")}.get(cfg.phase)
+    source = own if own.is_file() else (before if before is not None and before.is_file() else None)
     if source is None and cfg.from_student is not None:
         # a fresh machine: go on from the committed weights (the embeddings are only a training device, refitted)
         student = load_student_file(cfg.from_student).requires_grad_(True).train()
@@ -364,8 +380,8 @@ def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embedding
         log.info("%s starts from %s", cfg.phase, cfg.from_student)
         return student.to(device), embed.to(device), None
     if source is None:
-        if cfg.phase == "b":
-            raise StylizerError(f"phase b starts from phase a: no {_ckpt(cfg, 'a')}")
+        if before is not None:
+            raise StylizerError(f"phase {cfg.phase} starts from the phase before it or --from-student: no {before}")
         decoder = load_decoder(Manifest.default(), "cpu")
         student, kept = pruned_from_teacher(load_state_dict(), decoder.state_dict(), arch)
         embed = Embeddings(arch, kept)
@@ -451,6 +467,9 @@ def train_phase(cfg: StudentConfig) -> int:
     if cfg.phase == "a":
         params = [*student.encoder.parameters(), *embed.parameters()]
         lr = cfg.lr or 2e-4
+    elif cfg.phase == "c":
+        params = list(student.parameters())
+        lr = cfg.lr or 1e-4
     else:
         student.encoder.requires_grad_(False)
         params = list(student.decoder.parameters())
@@ -500,6 +519,33 @@ def train_phase(cfg: StudentConfig) -> int:
             f_c = embed(student.encoder(c))["relu4_1"]
             m, sd = mean_std(embed(student.encoder(s))["relu4_1"])
             return teacher_decoder(stylize_features(f_c, m, sd, cfg.alpha))
+    elif cfg.phase == "c":
+        pool = StylePool(cfg)
+        photos, _ = split_content(cfg.content_dir)
+        contents = {}
+
+        def step_fn(i: int) -> dict[str, torch.Tensor]:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(i)
+            c = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, contents))
+                             for _ in range(cfg.batch)]).to(device)
+            s = torch.stack([to_tensor(pool.sample(rng)[1]) for _ in range(cfg.batch)]).to(device)
+            with autocast(device):
+                t, targets = adain_targets(vgg, c, s, STYLE_LAYERS)
+                with torch.no_grad():
+                    teacher = teacher_decoder(t).float()
+                out = student(c, *student.style_stats(s), alpha=1.0)
+                content, style = adain_losses(vgg, out, t, targets)
+                pixel = F.l1_loss(out.float(), teacher)
+            loss = w["pixel"] * pixel + w["content"] * content + w["style"] * style
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return {"loss": loss.detach(), "pixel": pixel.detach(), "content": content.detach(),
+                    "style": style.detach()}
+
+        def stylize(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return student(c, *student.style_stats(s), alpha=cfg.alpha)
     else:
         cache = TeacherCache(cfg.work / "cache", device)
         if abs(cache.alpha - cfg.alpha) > 1e-6:
@@ -554,8 +600,9 @@ def train_phase(cfg: StudentConfig) -> int:
 # --- command line -------------------------------------------------------------------------------------------------
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("phase", choices=["cache", "a", "b", "export", "calibrate"],
-                   help="cache: teacher outputs; a: encoder; b: decoder; export: WORK's best phase-b student to -o; "
+    p.add_argument("phase", choices=["cache", "a", "b", "c", "export", "calibrate"],
+                   help="cache: teacher outputs; a: encoder; b: decoder; c: both, end to end on AdaIN's objective; "
+                        "export: WORK's best student of the last phase run (c, else b) to -o; "
                         "calibrate: the validation grid at each --alphas (which strength 1 should stand for)")
     p.add_argument("--alphas", type=float, nargs="+", default=[0.8, 0.9, 1.0], help="calibrate: alphas to try")
     p.add_argument("--content-dir", type=Path, required=True)
@@ -577,13 +624,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-size", type=int, default=StudentConfig.val_size)
     p.add_argument("--val-photos", type=int, default=StudentConfig.val_photos)
     p.add_argument("--loss-weights", default="", metavar="K=V,...",
-                   help="phase b: weights of pixel, perceptual, content, style (default "
-                        + ",".join(f"{k}={v:g}" for k, v in StudentConfig("b", Path(), Path(), Path()).weights.items())
-                        + ")")
+                   help="phase b/c: loss weights (default " + "; ".join(
+                       f"{ph}: " + ",".join(f"{k}={v:g}" for k, v in w.items())
+                       for ph, w in PHASE_WEIGHTS.items()) + ")")
     p.add_argument("--log-every", type=int, default=StudentConfig.log_every)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run_cli)
+
+
+def _last_phase(work: Path) -> str | None:
+    """The latest phase (c, else b) with a best checkpoint in ``work``: what export and calibrate read."""
+    return next((ph for ph in ("c", "b") if (work / f"best_{ph}.safetensors").is_file()), None)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -602,12 +654,13 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.phase == "cache":
         log.info("teacher cache holds %d pairs", build_cache(cfg))
     elif args.phase == "export":
-        best = cfg.work / "best_b.safetensors"
-        if args.output is None or not best.is_file():
-            raise StylizerError("export needs -o FILE and a phase-b best checkpoint in --work")
-        student = load_student_file(best)
-        meta = json.loads((cfg.work / "best_b.json").read_text())
-        print(export(student, args.output, {"step": str(meta["step"]), "validation": json.dumps(meta["figures"])}))
+        phase = _last_phase(cfg.work)
+        if args.output is None or phase is None:
+            raise StylizerError("export needs -o FILE and a phase-c or phase-b best checkpoint in --work")
+        student = load_student_file(cfg.work / f"best_{phase}.safetensors")
+        meta = json.loads((cfg.work / f"best_{phase}.json").read_text())
+        print(export(student, args.output, {"step": str(meta["step"]), "phase": phase,
+                                            "validation": json.dumps(meta["figures"])}))
     elif args.phase == "calibrate":
         print(json.dumps(calibrate(cfg, args.alphas), indent=1))
     else:
@@ -616,10 +669,13 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def calibrate(cfg: StudentConfig, alphas: list[float]) -> dict[str, dict]:
-    """Validation figures of WORK's best phase-b student at each feature-interpolation alpha: the data for its
+    """Validation figures of WORK's best student (phase c, else b) at each feature-interpolation alpha: the data for its
     ``full_alpha`` (what strength 1 stands for), per kind of style, so one kind cannot decide for all."""
     device = resolve_device(cfg.device)
-    student = load_student_file(cfg.work / "best_b.safetensors", device=device)
+    phase = _last_phase(cfg.work)
+    if phase is None:
+        raise StylizerError(f"calibrate needs a phase-c or phase-b best checkpoint in {cfg.work}")
+    student = load_student_file(cfg.work / f"best_{phase}.safetensors", device=device)
     validator = Validator(replace(cfg, phase="calibrate"), device)
     validator.best = -1.0  # measure only: never overwrite a best file
     out = {}
