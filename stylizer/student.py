@@ -171,6 +171,37 @@ def pruned_from_teacher(vgg_state: Mapping[str, torch.Tensor], decoder_state: Ma
     return student, taps
 
 
+def widened(student: Student, arch: StudentArch, generator: torch.Generator | None = None) -> Student:
+    """``student`` grown to the wider ``arch`` as the same function (Net2Net's idea, Chen et al. 2016).
+
+    Every old weight is kept; each new filter is random at the scale of its layer's old filters, and every
+    weight *from* a new channel into an old filter (or the picture) is zero, so the output does not change
+    until training gives the new channels a use. Why: a trained student whose bottleneck turns out too thin
+    (issue 11: widen the H/4 and H/8 stages first) goes on from where it stands instead of from phase A.
+    """
+    old = student.arch
+    if any(n < o for n, o in zip(arch.widths, old.widths, strict=True)):
+        raise ValueError(f"cannot narrow a student from {old.widths} to {arch.widths}")
+    grown = Student(arch)
+
+    def grow(src: nn.Conv2d, dst: nn.Conv2d) -> None:
+        o, i = src.weight.shape[:2]
+        w = torch.randn(dst.weight.shape, generator=generator) * src.weight.std()
+        w[:, i:] = 0  # new inputs reach no filter yet
+        w[:o, :i] = src.weight
+        b = torch.zeros(dst.bias.shape)
+        b[:o] = src.bias
+        dst.weight.copy_(w)
+        dst.bias.copy_(b)
+
+    with torch.no_grad():
+        for name, conv in student.encoder.convs.items():
+            grow(conv, grown.encoder.convs[name])
+        for src, dst in zip(student.decoder.convs, grown.decoder.convs, strict=True):
+            grow(src, dst)
+    return grown.to(next(student.parameters()).device)
+
+
 def macs(arch: StudentArch, size: int = 512) -> float:
     """Multiply-accumulates (GMAC) of one stylization of a ``size`` x ``size`` image (encoder + decoder)."""
     total, side = 0, size

@@ -16,7 +16,7 @@ from stylizer.features import adain, mean_std
 from stylizer.image import pil_to_tensor
 from stylizer.manifest import Manifest, ModelEntry, Preset, load_tensors, save_tensors
 from stylizer.methods import MethodJob, StyleInput
-from stylizer.student import TAPS, Student, StudentArch, load_student_file, macs, pruned_from_teacher
+from stylizer.student import TAPS, Student, StudentArch, load_student_file, macs, pruned_from_teacher, widened
 from stylizer.train.student import Embeddings, StudentConfig, build_cache, fit_embeddings, train_phase
 from stylizer.vgg import get_vgg, load_state_dict
 
@@ -65,6 +65,20 @@ def test_adain_invariants_hold_on_student_features(pruned, content_image, style_
         # AdaIN ignores the content's own statistics: a brighter, contrastier copy maps to the same target
         g = student.encoder(content)["relu4_1"] * 3 + 2
         torch.testing.assert_close(adain(g, mean, std), adain(f, mean, std), atol=1e-3, rtol=1e-3)
+
+
+def test_widened_student_is_the_same_function_with_room_to_learn(pruned) -> None:
+    student, _ = pruned
+    arch = StudentArch((16, 32, 64, 256))
+    grown = widened(student, arch, torch.Generator().manual_seed(0))
+    assert grown.arch == arch and macs(arch) - macs(student.arch) < 1  # the H/8 stage is cheap to widen
+    x, s = torch.rand(2, 3, 40, 56), torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x, *grown.style_stats(s)), student(x, *student.style_stats(s)))
+        new_channels = grown.encoder(x)["relu4_1"][:, 128:]
+    assert new_channels.abs().sum() > 0  # the new filters see the picture: training can put them to use
+    with pytest.raises(ValueError):
+        widened(grown, StudentArch())
 
 
 def test_embeddings_start_as_the_best_linear_stand_in(pruned, image_folder: Path) -> None:
@@ -145,6 +159,13 @@ def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path
     first = torch.load(fresh / "phase_b.ckpt", weights_only=True)["student"]
     assert all(torch.allclose(first[k], v.half().float(), atol=1e-3) for k, v in student.state_dict().items()
                if k.startswith("encoder."))
+    # ... and --widths wider than that file grows it before phase C trains it
+    cfg = _cfg("c", image_folder, tmp_path / "wide", 2)
+    cfg.from_student, cfg.widths = tmp_path / "s.safetensors", (16, 32, 64, 160)
+    train_phase(cfg)
+    wide = torch.load(tmp_path / "wide" / "phase_c.ckpt", weights_only=True)
+    assert wide["widths"] == [16, 32, 64, 160]
+    assert wide["student"]["encoder.convs.conv4_1.weight"].shape[0] == 160
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,7 @@ from ..student import (
     keep_filters,
     load_student_file,
     pruned_from_teacher,
+    widened,
 )
 from ..vgg import LAYER_SCALE, STYLE_LAYERS, get_vgg, load_state_dict
 from .data import StyleAugment, random_crop, resize_short_side, to_tensor
@@ -374,7 +375,12 @@ def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embedding
     source = own if own.is_file() else (before if before is not None and before.is_file() else None)
     if source is None and cfg.from_student is not None:
         # a fresh machine: go on from the committed weights (the embeddings are only a training device, refitted)
-        student = load_student_file(cfg.from_student).requires_grad_(True).train()
+        student = load_student_file(cfg.from_student)
+        wider = StudentArch(tuple(max(a, b) for a, b in zip(arch.widths, student.arch.widths, strict=True)))
+        if wider != student.arch:  # --widths asks for more channels than the file has: grow it, same function
+            log.info("widening %s -> %s", student.arch.widths, wider.widths)
+            student = widened(student, wider, torch.Generator().manual_seed(cfg.seed))
+        student = student.requires_grad_(True).train()
         embed = Embeddings(student.arch)
         fit_embeddings(student, embed, _sample_images(cfg, 16))
         log.info("%s starts from %s", cfg.phase, cfg.from_student)
@@ -618,7 +624,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, default=StudentConfig.crop)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--alpha", type=float, default=StudentConfig.alpha)
-    p.add_argument("--widths", type=int, nargs=4, default=list(StudentArch().widths))
+    p.add_argument("--widths", type=int, nargs=4, default=list(StudentArch().widths),
+                   help="channels per VGG block; wider than a --from-student file's: it is grown (same function)")
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--checkpoint-minutes", type=float, default=StudentConfig.checkpoint_minutes)
     p.add_argument("--val-size", type=int, default=StudentConfig.val_size)
