@@ -42,7 +42,7 @@ from .device import autocast
 from .errors import MethodError, PresetError
 from .features import mean_std, stylize_features
 from .image import load_image, pil_to_tensor, resize_long_side
-from .manifest import Manifest, load_tensors, save_tensors
+from .manifest import Manifest, load_tensors, save_tensors, sha256_file
 from .methods import MethodJob, StyleInput
 from .student import MODEL_NAME as STUDENT_MODEL_NAME
 from .student import Student, load_student
@@ -145,17 +145,19 @@ def make_preset_file(style: Path | str, out: Path, size: int = PRESET_STYLE_SIZE
                      device: torch.device | str = "cpu", metadata: dict[str, str] | None = None,
                      manifest: Manifest | None = None) -> str:
     """Write an ``adain`` preset: relu4_1 mean/std of ``style`` at long side ``size`` for the VGG engine, and for
-    the student when the manifest has one; returns sha256."""
+    the student when the manifest has one (with :func:`student_id`, since they hold for those weights only);
+    returns sha256."""
     vgg = get_vgg(device)
     image = pil_to_tensor(resize_long_side(load_image(style), size), device)
     manifest = manifest or Manifest.default()
     with torch.inference_mode():
         mean, std = style_stats(vgg, image)
         tensors = {"mean": mean.flatten(), "std": std.flatten()}
+        meta = {"method": "adain", "layer": ENCODER_LAYER, "style_size": str(size), "source": Path(style).name}
         if STUDENT_MODEL_NAME in manifest.models and manifest.model(STUDENT_MODEL_NAME).file.is_file():
             s_mean, s_std = load_student(manifest, device).style_stats(image)
             tensors.update(student_mean=s_mean.flatten(), student_std=s_std.flatten())
-    meta = {"method": "adain", "layer": ENCODER_LAYER, "style_size": str(size), "source": Path(style).name}
+            meta["student"] = student_id(manifest)
     return save_tensors(tensors, Path(out), {**meta, **(metadata or {})})
 
 
@@ -187,7 +189,8 @@ class AdaINMethod:
         """``student`` or ``vgg`` for this job: as asked, else the student when its weights are listed (and its
         entry does not say ``default = false``).
 
-        A preset file made before the student existed holds VGG statistics only; such jobs use ``vgg``.
+        A preset file holds VGG statistics, and student statistics for the student it was made with; a job
+        with a preset made before this student (none, or another one's) uses ``vgg``.
         """
         asked = str(job.options.get("engine") or os.environ.get("STYLIZER_ADAIN_ENGINE", "")).strip().lower()
         if asked and asked not in ENGINES:
@@ -202,7 +205,7 @@ class AdaINMethod:
         if not job.manifest.model(STUDENT_MODEL_NAME).info.get("default", True) and self._has(job.manifest, MODEL_NAME):
             return "vgg"  # listed (to resume training, to be asked for) but not yet better than the teacher
         if self._has(job.manifest, MODEL_NAME) and any(
-            s.preset is not None and "student_mean" not in _preset_keys(s.preset.file) for s in job.styles
+            s.preset is not None and not _fits_student(s.preset.file, job.manifest) for s in job.styles
         ):
             return "vgg"
         return "student"
@@ -281,7 +284,7 @@ class AdaINMethod:
             style, style.key, lambda t: (t["mean"].view(1, -1, 1, 1), t["std"].view(1, -1, 1, 1)), from_image)
         return mean.to(device), std.to(device)
 
-    def student_stats_for(self, style: StyleInput, student: Student, device: torch.device,
+    def student_stats_for(self, style: StyleInput, student: Student, device: torch.device, manifest: Manifest,
                           ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean/std of one style ingredient at the student's relu4_1 (cached by its key)."""
         def from_image(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,7 +292,10 @@ class AdaINMethod:
             with torch.inference_mode():
                 return student.style_stats(_channels_last(_pad_to_multiple(image.to(device, dtype), 8), device))
 
-        key = f"student:{style.key}" if style.key else ""
+        if style.preset is not None and not _fits_student(style.preset.file, manifest):
+            raise PresetError(f"preset {style.preset.name!r} holds no statistics for this student's weights "
+                              "(made before it): re-make the preset or use engine=vgg")
+        key = f"student:{student_id(manifest)}:{style.key}" if style.key else ""
         mean, std = self._ingredient(
             style, key, lambda t: (t["student_mean"].view(1, -1, 1, 1), t["student_std"].view(1, -1, 1, 1)),
             from_image)
@@ -325,7 +331,8 @@ class AdaINMethod:
         and the feature interpolation its strength stands for."""
         if engine == "student":
             student = self.student(job.manifest, job.device, inference_dtype(job.device, job.mixed_precision))
-            stats_of = partial(self.student_stats_for, student=student, device=job.device)
+            stats_of = partial(self.student_stats_for, student=student, device=job.device,
+                               manifest=job.manifest)
         else:
             stats_of = partial(self.stats_for, vgg=get_vgg(job.device), device=job.device,
                                mixed_precision=job.mixed_precision)
@@ -346,15 +353,34 @@ class AdaINMethod:
         return out
 
 
-def _preset_keys(path: Path) -> set[str]:
-    """Tensor names in a preset file, without loading it (unreadable files: none)."""
+_student_ids: dict[tuple[str, float], str] = {}
+
+
+def student_id(manifest: Manifest) -> str:
+    """What identifies the manifest's student weights: their sha256 (hashed once per file when not listed).
+
+    Statistics at the student's relu4_1 mean something only to the weights that measured them, so preset files
+    and the statistics cache carry this.
+    """
+    entry = manifest.model(STUDENT_MODEL_NAME)
+    if entry.sha256:
+        return entry.sha256
+    key = (str(entry.file), entry.file.stat().st_mtime)
+    if key not in _student_ids:
+        _student_ids[key] = sha256_file(entry.file)
+    return _student_ids[key]
+
+
+def _fits_student(path: Path, manifest: Manifest) -> bool:
+    """Whether a preset file holds statistics for the manifest's student (read from its header only)."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as fh:
-            return set(fh.keys())
+            keys, meta = set(fh.keys()), fh.metadata() or {}
     except (SafetensorError, OSError, ValueError):
-        return set()
+        return False
+    return "student_mean" in keys and meta.get("student") == student_id(manifest)
 
 
 def _channels_last(x: torch.Tensor, device: torch.device) -> torch.Tensor:

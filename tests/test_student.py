@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from stylizer.adain import AdaINMethod, load_decoder, make_preset_file
-from stylizer.errors import MethodError
+from stylizer.errors import MethodError, PresetError
 from stylizer.features import adain, mean_std
 from stylizer.image import pil_to_tensor
 from stylizer.manifest import Manifest, ModelEntry, Preset, load_tensors, save_tensors
@@ -208,7 +208,8 @@ def test_engine_choice_falls_back_to_vgg(student_manifest, content_image, style_
     slow = method.run(_job(content, styles, student_manifest, engine="vgg"))
     assert fast.shape == slow.shape == content.shape
     assert (fast - slow).abs().mean() > 0.01  # two different networks ran
-    assert "student:s" in method._stats and "s" in method._stats  # each engine caches its own statistics
+    student_sha = student_manifest.model("adain_student").sha256
+    assert f"student:{student_sha}:s" in method._stats and "s" in method._stats  # each engine: its own statistics
 
 
 def test_student_engine_mixing_strength_and_presets(tmp_path: Path, student_manifest, content_image,
@@ -238,3 +239,16 @@ def test_student_engine_mixing_strength_and_presets(tmp_path: Path, student_mani
     old_sha = save_tensors({"mean": old["mean"], "std": old["std"]}, tmp_path / "old.safetensors")
     old_preset = Preset(name="old", method="adain", file=tmp_path / "old.safetensors", sha256=old_sha)
     assert method.engine(_job(content, [StyleInput(1.0, preset=old_preset, key="o")], student_manifest)) == "vgg"
+    # another student (new weights, a wider net): the preset's student statistics are not its own -> vgg, and
+    # the statistics cache keeps each student's own (a picture under the same key, two feature spaces)
+    student = load_student_file(student_manifest.model("adain_student").file)
+    wide_path = tmp_path / "wide.safetensors"
+    wide = widened(student, StudentArch((16, 32, 64, 192)), torch.Generator().manual_seed(1))
+    wide_sha = save_tensors(wide.state_dict(), wide_path, {"arch": wide.arch.to_json()})
+    other = Manifest.default()
+    other.models["adain_student"] = ModelEntry("adain_student", wide_path, wide_sha, {"full_alpha": 1.0})
+    assert method.engine(_job(content, [StyleInput(1.0, preset=preset, key="preset:p")], other)) == "vgg"
+    with pytest.raises(PresetError, match="re-make"):
+        method.run(_job(content, [StyleInput(1.0, preset=preset, key="preset:p")], other, engine="student"))
+    torch.testing.assert_close(method.run(_job(content, [StyleInput(1.0, image=style, key="a")], other)),
+                               single, atol=1e-4, rtol=1e-4)  # the same function, its own 192-channel stats
