@@ -110,6 +110,30 @@ def _losses(work: Path, phase: str, part: str = "loss") -> list[tuple[int, float
     return [(r["step"], r["losses"][part]) for r in rows if "losses" in r]
 
 
+def _phase_c_objective(state: dict[str, torch.Tensor], cfg: StudentConfig) -> float:
+    """Phase C's loss (content + 10 x style: AdaIN's objective in VGG space) of a student on one fixed batch drawn
+    as phase C draws its batches (photo crops, styles from the style pool), so that step-to-step noise cannot
+    decide the test."""
+    import random
+
+    from stylizer.losses import adain_losses, adain_targets
+    from stylizer.train.data import to_tensor
+    from stylizer.train.preset import split_content
+    from stylizer.train.student import StylePool, _content_crop
+    from stylizer.vgg import STYLE_LAYERS
+
+    student = Student()
+    student.load_state_dict(state)
+    rng, photos = random.Random(123), split_content(cfg.content_dir)[0]
+    pool = StylePool(cfg)
+    c = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, {})) for _ in range(8)])
+    s = torch.stack([to_tensor(pool.sample(rng)[1]) for _ in range(8)])
+    with torch.no_grad():
+        t, targets = adain_targets(get_vgg(), c, s, STYLE_LAYERS)
+        content, style = adain_losses(get_vgg(), student(c, *student.style_stats(s)), t, targets)
+    return float(content + 10 * style)
+
+
 def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path) -> None:
     work = tmp_path / "run"
     # phase A: encoder regression onto VGG
@@ -139,10 +163,12 @@ def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path
     assert all(torch.equal(b_state["student"][k], a_state["student"][k]) for k in a_state["student"]
                if k.startswith("encoder."))  # the encoder stays frozen in phase B
     # phase C: both halves end to end on AdaIN's objective in VGG space, from phase B's checkpoint
-    assert train_phase(_cfg("c", image_folder, work, 30)) == 30
-    losses = [v for _, v in _losses(work, "c")]
-    assert sum(losses[-5:]) < 0.8 * sum(losses[:5])
+    # (its step losses swing with each step's random styles: the objective is measured on one fixed batch)
+    assert train_phase(_cfg("c", image_folder, work, 60, lr=3e-4)) == 60
     c_state = torch.load(work / "phase_c.ckpt", weights_only=True)
+    c_cfg = _cfg("c", image_folder, work, 60)
+    before, after = (_phase_c_objective(st["student"], c_cfg) for st in (b_state, c_state))
+    assert after < 0.9 * before
     assert not torch.equal(c_state["student"]["encoder.convs.conv1_1.weight"],
                            b_state["student"]["encoder.convs.conv1_1.weight"])  # the encoder trains too
     # a fresh machine goes on from the exported (committed) weights, not from the pruned teacher
