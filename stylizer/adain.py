@@ -42,7 +42,7 @@ from .device import autocast
 from .errors import MethodError, PresetError
 from .features import mean_std, stylize_features
 from .image import load_image, pil_to_tensor, resize_long_side
-from .manifest import Manifest, load_tensors, save_tensors, sha256_file
+from .manifest import Manifest, cached_sha256, load_tensors, save_tensors
 from .methods import MethodJob, StyleInput
 from .student import MODEL_NAME as STUDENT_MODEL_NAME
 from .student import Student, load_student
@@ -353,9 +353,6 @@ class AdaINMethod:
         return out
 
 
-_student_ids: dict[tuple[str, float], str] = {}
-
-
 def student_id(manifest: Manifest) -> str:
     """What identifies the manifest's student weights: their sha256 (hashed once per file when not listed).
 
@@ -363,12 +360,7 @@ def student_id(manifest: Manifest) -> str:
     and the statistics cache carry this.
     """
     entry = manifest.model(STUDENT_MODEL_NAME)
-    if entry.sha256:
-        return entry.sha256
-    key = (str(entry.file), entry.file.stat().st_mtime)
-    if key not in _student_ids:
-        _student_ids[key] = sha256_file(entry.file)
-    return _student_ids[key]
+    return entry.sha256 or cached_sha256(entry.file)
 
 
 def _fits_student(path: Path, manifest: Manifest) -> bool:

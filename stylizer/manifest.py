@@ -42,6 +42,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+_hashes: dict[tuple[Path, float], str] = {}
+_hashes_lock = threading.Lock()
+
+
+def cached_sha256(path: Path) -> str:
+    """:func:`sha256_file`, read once per file and modification time (for entries listed without a hash)."""
+    key = (Path(path), Path(path).stat().st_mtime)
+    with _hashes_lock:
+        if key not in _hashes:
+            _hashes[key] = sha256_file(Path(path))
+        return _hashes[key]
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """A shared network trained by this project (e.g. the AdaIN decoder)."""
