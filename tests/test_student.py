@@ -110,30 +110,6 @@ def _losses(work: Path, phase: str, part: str = "loss") -> list[tuple[int, float
     return [(r["step"], r["losses"][part]) for r in rows if "losses" in r]
 
 
-def _phase_c_objective(state: dict[str, torch.Tensor], cfg: StudentConfig) -> float:
-    """Phase C's loss (content + 10 x style: AdaIN's objective in VGG space) of a student on one fixed batch drawn
-    as phase C draws its batches (photo crops, styles from the style pool), so that step-to-step noise cannot
-    decide the test."""
-    import random
-
-    from stylizer.losses import adain_losses, adain_targets
-    from stylizer.train.data import to_tensor
-    from stylizer.train.preset import split_content
-    from stylizer.train.student import StylePool, _content_crop
-    from stylizer.vgg import STYLE_LAYERS
-
-    student = Student()
-    student.load_state_dict(state)
-    rng, photos = random.Random(123), split_content(cfg.content_dir)[0]
-    pool = StylePool(cfg)
-    c = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, {})) for _ in range(8)])
-    s = torch.stack([to_tensor(pool.sample(rng)[1]) for _ in range(8)])
-    with torch.no_grad():
-        t, targets = adain_targets(get_vgg(), c, s, STYLE_LAYERS)
-        content, style = adain_losses(get_vgg(), student(c, *student.style_stats(s)), t, targets)
-    return float(content + 10 * style)
-
-
 def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path) -> None:
     work = tmp_path / "run"
     # phase A: encoder regression onto VGG
@@ -167,7 +143,7 @@ def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path
     # test holds it to what is certain: it trains every part, its objective stays finite, it resumes.)
     assert train_phase(_cfg("c", image_folder, work, 20)) == 20
     c_state = torch.load(work / "phase_c.ckpt", weights_only=True)
-    assert torch.isfinite(torch.tensor(_phase_c_objective(c_state["student"], _cfg("c", image_folder, work, 20))))
+    assert torch.isfinite(torch.tensor([v for _, v in _losses(work, "c")])).all()
     assert train_phase(_cfg("c", image_folder, work, 22)) == 22
     assert [s for s, _ in _losses(work, "c")][-2:] == [21, 22]
     assert not torch.equal(c_state["student"]["encoder.convs.conv1_1.weight"],
