@@ -301,7 +301,11 @@ def fit_embeddings(student: Student, embed: Embeddings, images: torch.Tensor) ->
             x = f[t].permute(0, 2, 3, 1).reshape(-1, f[t].shape[1]).double()
             y = v[t].permute(0, 2, 3, 1).reshape(-1, v[t].shape[1]).double()
             x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
-            sol = torch.linalg.lstsq(x1, y).solution  # (C_s + 1, C_v)
+            # ridge normal equations, not lstsq: a pruned student has dead channels, and on a rank-deficient
+            # system lstsq's rank decision (threaded BLAS rounding) picked a different solution run to run
+            gram = x1.T @ x1
+            ridge = 1e-6 * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+            sol = torch.linalg.solve(gram + ridge, x1.T @ y)  # (C_s + 1, C_v)
             conv = embed.maps[t]
             conv.weight.copy_(sol[:-1].T.float()[..., None, None])
             conv.bias.copy_(sol[-1].float())
@@ -463,6 +467,44 @@ def _scaled(feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {t: f.float() / LAYER_SCALE[t] for t, f in feats.items()}
 
 
+def phase_a_losses(student: Student, embed: Embeddings, vgg, teacher_decoder, x: torch.Tensor,
+                   ) -> dict[str, torch.Tensor]:
+    """Phase A's objective on pictures ``x``: embedded student features regress onto VGG's (``feat``), with
+    their channel statistics (``stats``) and a reconstruction through the frozen teacher decoder (``rec``)."""
+    with torch.no_grad(), autocast(x.device):
+        v = _scaled(vgg(x, TAPS))
+    with autocast(x.device):
+        e = _scaled(embed(student.encoder(x, TAPS)))
+        feat = sum(F.mse_loss(e[t], v[t]) for t in TAPS)
+        stats = sum(mean_std_loss(e[t], *mean_std(v[t])) for t in TAPS)
+        rec = F.mse_loss(teacher_decoder(e["relu4_1"] * LAYER_SCALE["relu4_1"]).float(), x)
+    return {"loss": feat + stats + 10 * rec, "feat": feat, "stats": stats, "rec": rec}  # type: ignore[dict-item]
+
+
+def phase_b_losses(student: Student, vgg, b: dict[str, torch.Tensor], alpha: float, w: dict[str, float],
+                   ) -> dict[str, torch.Tensor]:
+    """Phase B's objective on a teacher-cache batch ``b``: the decoder against the teacher's picture (``pixel``,
+    low-level ``perceptual``) and AdaIN's own ``content`` (in the student's space) and ``style`` terms."""
+    device = b["content"].device
+    with torch.no_grad(), autocast(device):
+        f_c = student.encoder(b["content"])["relu4_1"]
+        m, sd = student.style_stats(b["style"])
+        t = stylize_features(f_c, m, sd, alpha)
+        v_t = _scaled(vgg(b["teacher"], TAPS[:2]))
+    with autocast(device):
+        out = student.decoder(t)
+        v_o = _scaled(vgg(out, TAPS))
+        pixel = F.l1_loss(out.float(), b["teacher"])
+        perceptual = sum(F.mse_loss(v_o[k], v_t[k]) for k in TAPS[:2])
+        # relative to the target's energy: the student's relu4_1 lives on its own scale, not VGG's
+        content = F.mse_loss(student.encoder(out)["relu4_1"].float(), t.float()) / t.float().pow(2).mean()
+        style = sum(mean_std_loss(v_o[k], b[f"mean.{k}"][..., None, None] / LAYER_SCALE[k],
+                                  b[f"std.{k}"][..., None, None] / LAYER_SCALE[k]) for k in TAPS)
+    loss = w["pixel"] * pixel + w["perceptual"] * perceptual + w["content"] * content + w["style"] * style
+    return {"loss": loss, "pixel": pixel, "perceptual": perceptual, "content": content,  # type: ignore[dict-item]
+            "style": style}
+
+
 def train_phase(cfg: StudentConfig) -> int:
     """Run phase ``a`` or ``b`` from its checkpoint (or its start) to ``cfg.steps``; returns the last step."""
     device = resolve_device(cfg.device)
@@ -507,19 +549,11 @@ def train_phase(cfg: StudentConfig) -> int:
             half = cfg.batch // 2
             x = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, contents))
                              for _ in range(cfg.batch - half)] + [to_tensor(pool.sample(rng)[1]) for _ in range(half)])
-            x = x.to(device)
-            with torch.no_grad(), autocast(device):
-                v = _scaled(vgg(x, TAPS))
-            with autocast(device):
-                e = _scaled(embed(student.encoder(x, TAPS)))
-                feat = sum(F.mse_loss(e[t], v[t]) for t in TAPS)
-                stats = sum(mean_std_loss(e[t], *mean_std(v[t])) for t in TAPS)
-                rec = F.mse_loss(teacher_decoder(e["relu4_1"] * LAYER_SCALE["relu4_1"]).float(), x)
-            loss = feat + stats + 10 * rec
+            losses = phase_a_losses(student, embed, vgg, teacher_decoder, x.to(device))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            losses["loss"].backward()
             opt.step()
-            return {"loss": loss.detach(), "feat": feat.detach(), "stats": stats.detach(), "rec": rec.detach()}
+            return {k: v.detach() for k, v in losses.items()}
 
         def stylize(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             f_c = embed(student.encoder(c))["relu4_1"]
@@ -560,27 +594,11 @@ def train_phase(cfg: StudentConfig) -> int:
         def step_fn(i: int) -> dict[str, torch.Tensor]:
             for g in opt.param_groups:
                 g["lr"] = lr_at(i)
-            b = cache.batch(cfg.batch, gen, cfg.crop)
-            with torch.no_grad(), autocast(device):
-                f_c = student.encoder(b["content"])["relu4_1"]
-                m, sd = student.style_stats(b["style"])
-                t = stylize_features(f_c, m, sd, cfg.alpha)
-                v_t = _scaled(vgg(b["teacher"], TAPS[:2]))
-            with autocast(device):
-                out = student.decoder(t)
-                v_o = _scaled(vgg(out, TAPS))
-                pixel = F.l1_loss(out.float(), b["teacher"])
-                perceptual = sum(F.mse_loss(v_o[k], v_t[k]) for k in TAPS[:2])
-                # relative to the target's energy: the student's relu4_1 lives on its own scale, not VGG's
-                content = F.mse_loss(student.encoder(out)["relu4_1"].float(), t.float()) / t.float().pow(2).mean()
-                style = sum(mean_std_loss(v_o[k], b[f"mean.{k}"][..., None, None] / LAYER_SCALE[k],
-                                          b[f"std.{k}"][..., None, None] / LAYER_SCALE[k]) for k in TAPS)
-            loss = w["pixel"] * pixel + w["perceptual"] * perceptual + w["content"] * content + w["style"] * style
+            losses = phase_b_losses(student, vgg, cache.batch(cfg.batch, gen, cfg.crop), cfg.alpha, w)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            losses["loss"].backward()
             opt.step()
-            return {"loss": loss.detach(), "pixel": pixel.detach(), "perceptual": perceptual.detach(),
-                    "content": content.detach(), "style": style.detach()}
+            return {k: v.detach() for k, v in losses.items()}
 
         def stylize(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             return student(c, *student.style_stats(s), alpha=cfg.alpha)
