@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .color import mix_color_moments
 from .device import autocast
 from .errors import MethodError, PresetError
 from .features import mean_std, stylize_features
@@ -155,8 +156,10 @@ def make_preset_file(style: Path | str, out: Path, size: int = PRESET_STYLE_SIZE
         tensors = {"mean": mean.flatten(), "std": std.flatten()}
         meta = {"method": "adain", "layer": ENCODER_LAYER, "style_size": str(size), "source": Path(style).name}
         if STUDENT_MODEL_NAME in manifest.models and manifest.model(STUDENT_MODEL_NAME).file.is_file():
-            s_mean, s_std = load_student(manifest, device).style_stats(image)
+            s_mean, s_std, *color = load_student(manifest, device).style_stats(_pad_to_multiple(image, 8))
             tensors.update(student_mean=s_mean.flatten(), student_std=s_std.flatten())
+            if color:  # a recolouring student: the picture's RGB moments
+                tensors.update(student_color_mean=color[0].flatten(), student_color_cov=color[1].flatten())
             meta["student"] = student_id(manifest)
     return save_tensors(tensors, Path(out), {**meta, **(metadata or {})})
 
@@ -285,9 +288,10 @@ class AdaINMethod:
         return mean.to(device), std.to(device)
 
     def student_stats_for(self, style: StyleInput, student: Student, device: torch.device, manifest: Manifest,
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean/std of one style ingredient at the student's relu4_1 (cached by its key)."""
-        def from_image(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                          ) -> tuple[torch.Tensor, ...]:
+        """Mean/std of one style ingredient at the student's relu4_1, and its RGB mean/covariance when the student
+        recolours (:meth:`stylizer.student.Student.style_stats`; cached by its key)."""
+        def from_image(image: torch.Tensor) -> tuple[torch.Tensor, ...]:
             dtype = next(student.parameters()).dtype
             with torch.inference_mode():
                 return student.style_stats(_channels_last(_pad_to_multiple(image.to(device, dtype), 8), device))
@@ -295,21 +299,24 @@ class AdaINMethod:
         if style.preset is not None and not _fits_student(style.preset.file, manifest):
             raise PresetError(f"preset {style.preset.name!r} holds no statistics for this student's weights "
                               "(made before it): re-make the preset or use engine=vgg")
+        def from_preset(t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+            stats = (t["student_mean"].view(1, -1, 1, 1), t["student_std"].view(1, -1, 1, 1))
+            if student.recolor:
+                stats += (t["student_color_mean"].view(1, 3, 1), t["student_color_cov"].view(1, 3, 3))
+            return stats
+
         key = f"student:{student_id(manifest)}:{style.key}" if style.key else ""
-        mean, std = self._ingredient(
-            style, key, lambda t: (t["student_mean"].view(1, -1, 1, 1), t["student_std"].view(1, -1, 1, 1)),
-            from_image)
-        return mean.to(device), std.to(device)
+        return tuple(t.to(device) for t in self._ingredient(style, key, from_preset, from_image))
 
     # -- inference --------------------------------------------------------------------------------
     def stylize_batch(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float,
                       manifest: Manifest, device: torch.device, mixed_precision: bool = True,
-                      engine: str = "vgg") -> torch.Tensor:
+                      engine: str = "vgg", color: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Stylize a batch (N, 3, H, W) of same-sized contents with one target; returns [0, 1] float32.
 
         ``mean``/``std`` are the target statistics in the ``engine``'s feature space (:meth:`stats_for` for
-        ``vgg``, :meth:`student_stats_for` for ``student``). Batching same-sized images amortises per-call
-        overhead.
+        ``vgg``, :meth:`student_stats_for` for ``student``), ``color`` a recolouring student's RGB moments.
+        Batching same-sized images amortises per-call overhead.
         """
         h, w = content.shape[-2:]
         x = _channels_last(_pad_to_multiple(content.to(device), 8), device)
@@ -317,7 +324,7 @@ class AdaINMethod:
             dtype = inference_dtype(device, mixed_precision)
             student = self.student(manifest, device, dtype)
             with torch.inference_mode():
-                out = student(x.to(dtype), mean, std, alpha)
+                out = student(x.to(dtype), mean, std, *(color or ()), alpha=alpha)
             return out[..., :h, :w].float().clamp(0, 1)
         vgg, decoder = get_vgg(device), self.decoder(manifest, device)
         with torch.inference_mode(), autocast(device, mixed_precision):
@@ -326,9 +333,11 @@ class AdaINMethod:
             out = decoder(t)
         return out[..., :h, :w].float().clamp(0, 1)
 
-    def target(self, job: MethodJob, engine: str) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """(mean, std, alpha) of a job: its styles' statistics mixed by weight, in ``engine``'s feature space,
-        and the feature interpolation its strength stands for."""
+    def target(self, job: MethodJob, engine: str,
+               ) -> tuple[torch.Tensor, torch.Tensor, float, tuple[torch.Tensor, torch.Tensor] | None]:
+        """(mean, std, alpha, color) of a job: its styles' statistics mixed by weight, in ``engine``'s feature
+        space, the feature interpolation its strength stands for, and the pooled RGB moments a recolouring
+        student takes (else None)."""
         if engine == "student":
             student = self.student(job.manifest, job.device, inference_dtype(job.device, job.mixed_precision))
             stats_of = partial(self.student_stats_for, student=student, device=job.device,
@@ -338,17 +347,18 @@ class AdaINMethod:
                                mixed_precision=job.mixed_precision)
         stats = []
         for i, style in enumerate(job.styles):
-            mean, std = stats_of(style)
-            stats.append((style.weight, mean, std))
+            stats.append((style.weight, *stats_of(style)))
             job.report("style", i + 1, len(job.styles))
-        mean, std = mix_stats(stats)
+        mean, std = mix_stats([s[:3] for s in stats])
+        color = mix_color_moments([(s[0], *s[3:]) for s in stats]) if len(stats[0]) == 5 else None
         model = STUDENT_MODEL_NAME if engine == "student" else MODEL_NAME
-        return mean, std, job.strength * full_alpha(job.manifest, model)
+        return mean, std, job.strength * full_alpha(job.manifest, model), color
 
     def run(self, job: MethodJob) -> torch.Tensor:
         engine = self.engine(job)
-        mean, std, alpha = self.target(job, engine)
-        out = self.stylize_batch(job.content, mean, std, alpha, job.manifest, job.device, job.mixed_precision, engine)
+        mean, std, alpha, color = self.target(job, engine)
+        out = self.stylize_batch(job.content, mean, std, alpha, job.manifest, job.device, job.mixed_precision, engine,
+                                 color)
         job.report("decode", 1, 1)
         return out
 

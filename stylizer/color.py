@@ -11,10 +11,12 @@ Two classic options from Gatys et al. 2016b ("Preserving color in neural artisti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 import torch
 
+from .features import taped
 from .image import resize_tensor
 
 
@@ -56,21 +58,58 @@ def transfer_luminance(stylized: torch.Tensor, content: torch.Tensor) -> torch.T
     return ycbcr_to_rgb(merged).clamp(0, 1)
 
 
+def color_moments(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image RGB mean (N, 3, 1) and covariance (N, 3, 3) in float32: what :func:`match_color` matches.
+
+    Never under autocast: a bf16 product leaves a grey picture's covariance (rank 1) indefinite.
+    """
+    n, c = image.shape[:2]
+    with torch.autocast(image.device.type, enabled=False):
+        flat = image.reshape(n, c, -1).float()
+        mean = flat.mean(-1, keepdim=True)
+        centred = flat - mean
+        return mean, centred @ centred.transpose(1, 2) / flat.shape[-1]
+
+
+def mix_color_moments(moments: Sequence[tuple[float, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Moments of a mixture: ``(weight, mean, cov)`` per ingredient -> the pooled mean and covariance (what the
+    pixels of all ingredients, taken in those shares, would have)."""
+    total = sum(w for w, _, _ in moments)
+    mean = sum(w / total * m for w, m, _ in moments)
+    second = sum(w / total * (cov + m @ m.transpose(-1, -2)) for w, m, cov in moments)
+    return mean, second - mean @ mean.transpose(-1, -2)  # type: ignore[operator, return-value]
+
+
+def _cholesky(cov: torch.Tensor, eps: float) -> torch.Tensor:
+    """Cholesky factor of ``cov + eps I``, with more jitter where rounding leaves it indefinite (grey pictures)."""
+    eye = torch.eye(cov.shape[-1], device=cov.device)
+    for jitter in (eps, 100 * eps, 1e4 * eps):
+        factor, info = torch.linalg.cholesky_ex(cov + jitter * eye)
+        if not bool(info.any()):
+            return factor
+    return torch.linalg.cholesky(cov + 1e-2 * eye)
+
+
+def match_color_moments(source: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor,
+                        eps: float = 1e-5) -> torch.Tensor:
+    """Recolour ``source`` (N, 3, H, W) so its RGB mean and covariance become ``mean``/``cov`` (N or 1, ...).
+
+    A linear map through Cholesky factors (a Monge-Kantorovich-style transfer). The source's own moments go
+    through :func:`stylizer.features.taped`, so a tiled pass recolours every tile with the whole picture's.
+    Differentiable: the student is trained through it.
+    """
+    n, c = source.shape[:2]
+    mu_s, cov_s = taped(source, color_moments)
+    with torch.autocast(source.device.type, enabled=False):
+        src = source.reshape(n, c, -1).float()
+        transform = _cholesky(cov.to(source.device).float(), eps) @ torch.linalg.inv(_cholesky(cov_s, eps))
+        out = transform @ (src - mu_s) + mean.to(source.device).float()
+    return out.reshape(source.shape).clamp(0, 1).to(source.dtype)
+
+
 def match_color(source: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Recolour ``source`` so its per-pixel RGB mean and covariance equal ``target``'s."""
-    n, c = source.shape[:2]
-    src = source.reshape(n, c, -1).float()
-    tgt = target.reshape(target.shape[0], c, -1).float()
-    mu_s, mu_t = src.mean(-1, keepdim=True), tgt.mean(-1, keepdim=True)
-    src_c, tgt_c = src - mu_s, tgt - mu_t
-    eye = torch.eye(c, device=source.device) * eps
-    cov_s = src_c @ src_c.transpose(1, 2) / src.shape[-1] + eye
-    cov_t = tgt_c @ tgt_c.transpose(1, 2) / tgt.shape[-1] + eye
-    chol_s = torch.linalg.cholesky(cov_s)
-    chol_t = torch.linalg.cholesky(cov_t)
-    transform = chol_t @ torch.linalg.inv(chol_s)
-    out = transform @ src_c + mu_t
-    return out.reshape(source.shape).clamp(0, 1).to(source.dtype)
+    return match_color_moments(source, *color_moments(target), eps=eps)
 
 
 def preserve_color(stylized: torch.Tensor, content: torch.Tensor, mode: ColorMode) -> torch.Tensor:

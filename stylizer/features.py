@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ class NormTape:
     """
 
     def __init__(self) -> None:
-        self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.stats: list[tuple[torch.Tensor, ...]] = []
         self.replaying = False
         self._next = 0
 
@@ -27,15 +28,17 @@ class NormTape:
         """Rewind: the next pass (one tile) uses the recorded statistics from the first layer on."""
         self.replaying, self._next = True, 0
 
-    def take(self, feat: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def take(self, feat: torch.Tensor, compute: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+             ) -> tuple[torch.Tensor, ...]:
+        """``compute(feat)`` when recording; the next recorded statistics when replaying."""
         if not self.replaying:
-            self.stats.append(mean_std(feat, eps))
+            self.stats.append(compute(feat))
             return self.stats[-1]
         if self._next >= len(self.stats):
             raise RuntimeError("a tile ran more normalisations than the recorded pass")
-        mean, std = self.stats[self._next]
+        stats = self.stats[self._next]
         self._next += 1
-        return mean.to(feat.device), std.to(feat.device)
+        return tuple(t.to(feat.device) for t in stats)
 
     def __enter__(self) -> NormTape:
         if getattr(_local, "tape", None) is not None:
@@ -47,10 +50,17 @@ class NormTape:
         _local.tape = None
 
 
+def taped(feat: torch.Tensor, compute: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Whole-input statistics ``compute(feat)``: the input's own, or the active :class:`NormTape`'s. Every
+    normalisation that measures its input goes through here, so a tiled pass gets one tone."""
+    tape: NormTape | None = getattr(_local, "tape", None)
+    return compute(feat) if tape is None else tape.take(feat, compute)
+
+
 def norm_stats(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """The statistics a normalisation uses: the input's own, or the active :class:`NormTape`'s."""
-    tape: NormTape | None = getattr(_local, "tape", None)
-    return mean_std(feat, eps) if tape is None else tape.take(feat, eps)
+    mean, std = taped(feat, lambda f: mean_std(f, eps))
+    return mean, std
 
 
 def instance_norm(x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,

@@ -12,7 +12,7 @@ that already computes a thinned VGG. The 1x1 *embeddings* that map student featu
 training device (:mod:`stylizer.train.student`) and are not shipped.
 
 The widths live in the file's metadata (:class:`StudentArch`), so a wider student loads without code
-changes. Inference: :func:`load_student`, then ``student(content, *student.style_stats(style), alpha)``.
+changes. Inference: :func:`load_student`, then ``student(content, *student.style_stats(style), alpha=alpha)``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .color import color_moments, match_color_moments
 from .errors import PresetError
-from .features import mean_std, stylize_features
+from .features import mean_std, stylize_features, taped
 from .manifest import Manifest, load_tensors
 from .vgg import CaffePreprocess
 
@@ -114,23 +115,47 @@ class StudentDecoder(nn.Module):
 
 
 class Student(nn.Module):
-    """Encoder + decoder; ``forward(content, mean, std, alpha)`` is AdaIN with the student's own statistics."""
+    """Encoder + decoder; ``forward(content, *style_stats(style), alpha=a)`` is AdaIN with the student's own statistics.
 
-    def __init__(self, arch: StudentArch | None = None) -> None:
+    ``recolor`` (from the file's metadata): the weights were trained with the output recoloured to the style's
+    RGB mean and covariance (:func:`stylizer.color.match_color_moments`), so inference must do the same. A thin
+    decoder renders a palette poorly (a colour cast, measured in issue 11) and the exact linear map is free.
+    """
+
+    def __init__(self, arch: StudentArch | None = None, recolor: bool = False) -> None:
         super().__init__()
         self.arch = arch or StudentArch()
+        self.recolor = recolor
         self.encoder = StudentEncoder(self.arch)
         self.decoder = StudentDecoder(self.arch)
 
-    def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Channel mean and std (float32) of a style picture at the student's relu4_1."""
-        return mean_std(self.encoder(style)["relu4_1"].float())
+    def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What the student needs of a style picture: channel mean and std (float32) at its relu4_1, and when it
+        recolours, the picture's RGB mean and covariance (:func:`stylizer.color.color_moments`)."""
+        stats = mean_std(self.encoder(style)["relu4_1"].float())
+        return (*stats, *color_moments(style)) if self.recolor else stats
 
-    def forward(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float = 1.0,
-                ) -> torch.Tensor:
-        """Stylize ``content`` (N, 3, H, W; H and W multiples of 8) towards statistics (N or 1, C, 1, 1)."""
+    def forward(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                color_mean: torch.Tensor | None = None, color_cov: torch.Tensor | None = None, *,
+                alpha: float = 1.0) -> torch.Tensor:
+        """Stylize ``content`` (N, 3, H, W; H and W multiples of 8) towards statistics (N or 1, C, 1, 1).
+
+        With colour moments (a recolouring student's :meth:`style_stats`), the output takes them; below full
+        strength they are interpolated with the content's own, as the features are.
+        """
         f = self.encoder(content)["relu4_1"]
-        return self.decoder(stylize_features(f, mean.to(f.dtype), std.to(f.dtype), alpha))
+        out = self.decoder(stylize_features(f, mean.to(f.dtype), std.to(f.dtype), alpha))
+        if color_mean is None or color_cov is None:
+            return out
+        if alpha < 1.0:
+            c_mean, c_cov = taped(content, color_moments)
+            color_mean = alpha * color_mean.to(c_mean.device) + (1 - alpha) * c_mean
+            color_cov = alpha * color_cov.to(c_cov.device) + (1 - alpha) * c_cov
+        return match_color_moments(out, color_mean, color_cov)
+
+    def stylize(self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """``content`` in the style of the picture ``style`` (training and validation; the engine caches stats)."""
+        return self(content, *self.style_stats(style), alpha=alpha)
 
 
 def keep_filters(weight: torch.Tensor, k: int) -> torch.Tensor:
@@ -182,7 +207,7 @@ def widened(student: Student, arch: StudentArch, generator: torch.Generator | No
     old = student.arch
     if any(n < o for n, o in zip(arch.widths, old.widths, strict=True)):
         raise ValueError(f"cannot narrow a student from {old.widths} to {arch.widths}")
-    grown = Student(arch)
+    grown = Student(arch, recolor=student.recolor)
 
     def grow(src: nn.Conv2d, dst: nn.Conv2d) -> None:
         o, i = src.weight.shape[:2]
@@ -222,7 +247,8 @@ def load_student_file(path: Path, sha256: str = "", device: torch.device | str =
 
     what = "AdaIN student"
     tensors = load_tensors(Path(path), sha256, what)
-    student = Student(StudentArch.from_json(read_metadata(Path(path), what).get("arch")))
+    meta = read_metadata(Path(path), what)
+    student = Student(StudentArch.from_json(meta.get("arch")), recolor=meta.get("recolor") == "true")
     try:
         student.load_state_dict({k: v.float() for k, v in tensors.items()})
     except RuntimeError as exc:

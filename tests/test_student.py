@@ -1,6 +1,7 @@
 """The AdaIN student (stylizer.student) and its trainer (stylizer.train.student), at small sizes: shapes and
 determinism, the pruned start, AdaIN's invariants on the student's features, each training phase lowering its
-objective on a fixed batch, resume from the saved step, and the engine choice of the adain method."""
+objective on a fixed batch, resume from the saved step, the engine choice of the adain method and the recolouring
+student."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from stylizer.student import (
     TAPS,
     Student,
     StudentArch,
+    load_student,
     load_student_file,
     macs,
     pruned_from_teacher,
@@ -205,10 +207,11 @@ def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path
     first = torch.load(fresh / "phase_b.ckpt", weights_only=True)["student"]
     assert all(torch.allclose(first[k], v.half().float(), atol=1e-3) for k, v in student.state_dict().items()
                if k.startswith("encoder."))
-    # ... and --widths wider than that file grows it before phase C trains it
+    # ... and --widths wider than that file grows it before phase C trains it (here through the recolouring)
     cfg = _cfg("c", image_folder, tmp_path / "wide", 2)
-    cfg.from_student, cfg.widths = tmp_path / "s.safetensors", (16, 32, 64, 160)
+    cfg.from_student, cfg.widths, cfg.recolor = tmp_path / "s.safetensors", (16, 32, 64, 160), True
     train_phase(cfg)
+    assert torch.isfinite(torch.tensor([v for _, v in _losses(tmp_path / "wide", "c")])).all()
     wide = torch.load(tmp_path / "wide" / "phase_c.ckpt", weights_only=True)
     assert wide["widths"] == [16, 32, 64, 160]
     assert wide["student"]["encoder.convs.conv4_1.weight"].shape[0] == 160
@@ -299,3 +302,60 @@ def test_student_engine_mixing_strength_and_presets(tmp_path: Path, student_mani
     torch.testing.assert_close(method.run(_job(content, [StyleInput(1.0, image=style, key="a")], other)),
                                single, atol=1e-4, rtol=1e-4)  # the same function, its own 192-channel stats
 
+
+def test_recolouring_student_takes_the_style_palette(tmp_path: Path, content_image, style_image) -> None:
+    """A student trained with ``--recolor`` ships that in its file; the engine then gives the output the style's
+    RGB mean and covariance (the content's at strength 0), from a picture or a preset, mixed by weight, and a
+    tiled pass recolours every tile alike."""
+    from stylizer.color import color_moments, mix_color_moments
+    from stylizer.image import tensor_to_pil as to_pil
+    from stylizer.tiling import run_tiled
+    from stylizer.train.student import export
+
+    shipped = load_student(Manifest.default())  # trained: the pruned start decodes almost a flat picture
+    student = Student(shipped.arch, recolor=True)
+    student.load_state_dict(shipped.state_dict())
+    path = tmp_path / "rc.safetensors"
+    sha = export(student, path, {})
+    assert load_student_file(path).recolor
+    manifest = Manifest.default()
+    manifest.models["adain_student"] = ModelEntry("adain_student", path, sha, {"full_alpha": 1.0})
+    method = AdaINMethod()
+    # palettes a linear map reaches without clipping much
+    content, style = 0.15 + 0.7 * pil_to_tensor(content_image), 0.2 + 0.5 * pil_to_tensor(style_image)
+    style_image = to_pil(style)
+
+    def close_moments(out: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> None:
+        got_mean, got_cov = color_moments(out)
+        torch.testing.assert_close(got_mean, mean, atol=0.02, rtol=0)  # (the clamp to [0, 1] moves them a little)
+        torch.testing.assert_close(got_cov, cov, atol=0.01, rtol=0.1)
+
+    out = method.run(_job(content, [StyleInput(1.0, image=style, key="a")], manifest))
+    close_moments(out, *color_moments(style))
+    assert (color_moments(out)[0] - color_moments(content)[0]).abs().max() > 0.05  # it did move
+    close_moments(method.run(_job(content, [StyleInput(1.0, image=style, key="a")], manifest, strength=0.0)),
+                  *color_moments(content))
+    other = 0.15 + 0.7 * pil_to_tensor(content_image.transpose(0).resize(style_image.size))
+    mixed = method.run(_job(content, [StyleInput(0.5, image=style, key="a"), StyleInput(0.5, image=other, key="o")],
+                            manifest))
+    close_moments(mixed, *mix_color_moments([(0.5, *color_moments(style)), (0.5, *color_moments(other))]))
+    # a preset made with this student carries the palette and gives the picture's result
+    style_path = tmp_path / "style.png"
+    style_image.save(style_path)
+    p_sha = make_preset_file(style_path, tmp_path / "p.safetensors", size=max(style_image.size), manifest=manifest)
+    assert {"student_color_mean", "student_color_cov"} <= set(load_tensors(tmp_path / "p.safetensors"))
+    preset = Preset(name="p", method="adain", file=tmp_path / "p.safetensors", sha256=p_sha)
+    from_preset = method.run(_job(content, [StyleInput(1.0, preset=preset, key="preset:p")], manifest))
+    assert (from_preset - out).abs().mean() < 0.02  # fp16 statistics of the same picture
+    # tiles: the recolouring uses the whole picture's moments (the norm tape), so tiling leaves no tone steps
+    mean, std, alpha, color = method.target(_job(content, [StyleInput(1.0, image=style, key="a")], manifest),
+                                            "student")
+    big = torch.nn.functional.interpolate(content, size=(128, 128), mode="bilinear", align_corners=False)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return method.stylize_batch(x, mean, std, alpha, manifest, torch.device("cpu"), False, "student", color)
+
+    whole = fn(big)
+    tiled = run_tiled(fn, big, tile=64, overlap=32, stats_side=128)
+    naive = torch.cat([torch.cat([fn(big[..., y:y + 64, x:x + 64]) for x in (0, 64)], -1) for y in (0, 64)], -2)
+    assert (tiled - whole).abs().mean() < (naive - whole).abs().mean() / 2

@@ -47,6 +47,7 @@ from torch import nn
 
 from .. import image as img
 from ..adain import load_decoder
+from ..color import match_color_moments
 from ..device import autocast, resolve_device
 from ..errors import StylizerError
 from ..features import mean_std, stylize_features
@@ -106,6 +107,9 @@ class StudentConfig:
     widths: tuple[int, int, int, int] = StudentArch().widths
     val_size: int = 320
     val_photos: int = 3
+    #: phase c: train (and validate) with the output recoloured to the style's RGB moments, as the engine then
+    #: ships it (:attr:`stylizer.student.Student.recolor`); the decoder spends no capacity on the palette
+    recolor: bool = False
     weights: dict[str, float] = field(default_factory=dict)  # empty: PHASE_WEIGHTS of the phase
 
     def __post_init__(self) -> None:
@@ -335,7 +339,7 @@ def refit_decoder(student: Student, teacher, vgg, content: torch.Tensor, style: 
         m, sd = mean_std(vgg(style, ["relu4_1"])["relu4_1"])
         targets = _teacher_preactivations(teacher, stylize_features(f_v, m, sd, alpha))
         f_s = student.encoder(content)["relu4_1"]
-        m, sd = student.style_stats(style)
+        m, sd = student.style_stats(style)[:2]
         x = stylize_features(f_s, m, sd, alpha)
         residuals = []
         teacher_convs = [m for m in teacher.net if isinstance(m, nn.Conv2d)]
@@ -414,7 +418,8 @@ def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embedding
 
 def export(student: Student, path: Path, meta: dict[str, str]) -> str:
     """The shipped form: fp16 safetensors of encoder + decoder, architecture and figures in the metadata."""
-    return save_tensors(student.state_dict(), path, {"arch": student.arch.to_json(), **meta})
+    return save_tensors(student.state_dict(), path, {"arch": student.arch.to_json(),
+                                                     "recolor": "true" if student.recolor else "false", **meta})
 
 
 # --- validation ------------------------------------------------------------------------------------------------------
@@ -488,7 +493,7 @@ def phase_b_losses(student: Student, vgg, b: dict[str, torch.Tensor], alpha: flo
     device = b["content"].device
     with torch.no_grad(), autocast(device):
         f_c = student.encoder(b["content"])["relu4_1"]
-        m, sd = student.style_stats(b["style"])
+        m, sd = student.style_stats(b["style"])[:2]
         t = stylize_features(f_c, m, sd, alpha)
         v_t = _scaled(vgg(b["teacher"], TAPS[:2]))
     with autocast(device):
@@ -560,6 +565,7 @@ def train_phase(cfg: StudentConfig) -> int:
             m, sd = mean_std(embed(student.encoder(s))["relu4_1"])
             return teacher_decoder(stylize_features(f_c, m, sd, cfg.alpha))
     elif cfg.phase == "c":
+        student.recolor = cfg.recolor
         pool = StylePool(cfg)
         photos, _ = split_content(cfg.content_dir)
         contents = {}
@@ -574,8 +580,11 @@ def train_phase(cfg: StudentConfig) -> int:
                 t, targets = adain_targets(vgg, c, s, STYLE_LAYERS)
                 with torch.no_grad():
                     teacher = teacher_decoder(t).float()
-                out = student(c, *student.style_stats(s), alpha=1.0)
-                content, style = adain_losses(vgg, out, t, targets)
+                stats = student.style_stats(s)
+                out = student(c, *stats[:2], alpha=1.0)
+                # the pixel term keeps the raw decoder near the teacher; the VGG terms judge what ships
+                shown = match_color_moments(out, *stats[2:]) if student.recolor else out
+                content, style = adain_losses(vgg, shown, t, targets)
                 pixel = F.l1_loss(out.float(), teacher)
             loss = w["pixel"] * pixel + w["content"] * content + w["style"] * style
             opt.zero_grad(set_to_none=True)
@@ -585,7 +594,7 @@ def train_phase(cfg: StudentConfig) -> int:
                     "style": style.detach()}
 
         def stylize(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            return student(c, *student.style_stats(s), alpha=cfg.alpha)
+            return student.stylize(c, s, alpha=cfg.alpha)
     else:
         cache = TeacherCache(cfg.work / "cache", device)
         if abs(cache.alpha - cfg.alpha) > 1e-6:
@@ -648,6 +657,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-minutes", type=float, default=StudentConfig.checkpoint_minutes)
     p.add_argument("--val-size", type=int, default=StudentConfig.val_size)
     p.add_argument("--val-photos", type=int, default=StudentConfig.val_photos)
+    p.add_argument("--recolor", action="store_true",
+                   help="phase c: train and validate with the output recoloured to the style's RGB moments "
+                        "(recorded in the weights; the engine then recolours too)")
     p.add_argument("--loss-weights", default="", metavar="K=V,...",
                    help="phase b/c: loss weights (default " + "; ".join(
                        f"{ph}: " + ",".join(f"{k}={v:g}" for k, v in w.items())
@@ -670,7 +682,7 @@ def run_cli(args: argparse.Namespace) -> int:
         crop=args.crop, lr=args.lr,
         alpha=args.alpha, pairs=args.pairs, max_minutes=args.max_minutes, checkpoint_minutes=args.checkpoint_minutes,
         seed=args.seed, device=args.device, widths=tuple(args.widths), val_size=args.val_size,
-        val_photos=args.val_photos, log_every=args.log_every)
+        val_photos=args.val_photos, log_every=args.log_every, recolor=args.recolor)
     for item in filter(None, args.loss_weights.split(",")):
         key, _, value = item.partition("=")
         if key not in cfg.weights:
@@ -705,6 +717,6 @@ def calibrate(cfg: StudentConfig, alphas: list[float]) -> dict[str, dict]:
     validator.best = -1.0  # measure only: never overwrite a best file
     out = {}
     for alpha in alphas:
-        out[str(alpha)] = validator(lambda c, s, a=alpha: student(c, *student.style_stats(s), alpha=a), student, 0)
+        out[str(alpha)] = validator(lambda c, s, a=alpha: student.stylize(c, s, alpha=a), student, 0)
         log.info("alpha %.2f: %s", alpha, json.dumps(out[str(alpha)]))
     return out
