@@ -7,7 +7,9 @@ import torch
 
 from stylizer.color import (
     ColorMode,
+    color_moments,
     match_color,
+    mix_color_moments,
     preserve_color,
     rgb_to_ycbcr,
     transfer_luminance,
@@ -110,3 +112,25 @@ def test_preserve_color_dispatch() -> None:
                                transfer_luminance(stylized, content))
     torch.testing.assert_close(preserve_color(stylized, content, ColorMode.HISTOGRAM),
                                match_color(stylized, content))
+
+
+def test_match_color_to_a_grey_style_under_bf16_autocast() -> None:
+    """A black-and-white style picture has a rank-1 colour covariance; the moments are taken in float32 even under
+    autocast (a bf16 product left it indefinite and Cholesky failed mid-training), and gradients flow through."""
+    grey = _mid_range(11, spread=0.3)[:, :1].expand(1, 3, 24, 32).contiguous()
+    source = _mid_range(12).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = match_color(source.to(torch.bfloat16), grey)
+    (out.float() * _mid_range(13)).sum().backward()  # (a plain sum is fixed by the target mean: no gradient)
+    assert torch.isfinite(source.grad).all() and source.grad.abs().sum() > 0
+    channels = out.detach().float()[0].flatten(1)
+    assert float((channels[0] - channels[1]).abs().max()) < 0.05  # the output is grey too
+
+
+def test_mixed_colour_moments_are_the_pooled_pixels() -> None:
+    a, b = _mid_range(14), _mid_range(15) + 0.2
+    mean, cov = mix_color_moments([(1.0, *color_moments(a)), (3.0, *color_moments(b))])
+    pooled = torch.cat([a, b, b, b], dim=-1)  # the same pixels, a once and b three times
+    p_mean, p_cov = color_moments(pooled)
+    torch.testing.assert_close(mean, p_mean, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cov, p_cov, atol=1e-5, rtol=1e-4)
