@@ -565,7 +565,7 @@ def train_phase(cfg: StudentConfig) -> int:
             m, sd = mean_std(embed(student.encoder(s))["relu4_1"])
             return teacher_decoder(stylize_features(f_c, m, sd, cfg.alpha))
     elif cfg.phase == "c":
-        student.recolor = cfg.recolor
+        student.recolor = cfg.recolor or student.recolor  # a recolouring file goes on recolouring
         pool = StylePool(cfg)
         photos, _ = split_content(cfg.content_dir)
         contents = {}
