@@ -73,7 +73,7 @@ def main() -> None:
 
     student = load()
     x = torch.rand(1, 3, args.size, args.size)
-    mean, std = student.style_stats(torch.rand(1, 3, 256, 256))[:2]  # the decoder alone: recolouring is a 3x3 map
+    mean, std = student.style_stats(torch.rand(1, 3, 256, 256))[:2]  # the network alone (recolouring: 3x3 per pixel)
     rows: list[dict] = []
     with torch.inference_mode():
         reference = student(x, mean, std).clamp(0, 1)

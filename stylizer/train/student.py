@@ -610,7 +610,7 @@ def train_phase(cfg: StudentConfig) -> int:
             return {k: v.detach() for k, v in losses.items()}
 
         def stylize(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            return student(c, *student.style_stats(s), alpha=cfg.alpha)
+            return student.stylize(c, s, alpha=cfg.alpha)
 
     def checkpoint(i: int) -> None:
         write_state(_ckpt(cfg, cfg.phase), {"student": student.state_dict(), "embed": embed.state_dict(),
