@@ -18,7 +18,7 @@ changes. Inference: :func:`load_student`, then ``student(content, *student.style
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,16 +41,37 @@ VGG_WIDTHS = (64, 128, 256, 512)
 
 @dataclass(frozen=True)
 class StudentArch:
-    """Channels per VGG block (1..4) of the encoder; the decoder mirrors them. Default: a quarter of VGG."""
+    """Channels per VGG block (1..4) of the encoder; the decoder mirrors them. Default: a quarter of VGG.
+
+    ``skips``: the decoder also takes the encoder's relu3_1, relu2_1 and relu1_1, each AdaIN'd to the style's
+    statistics at that tap, through a 1x1 projection added after the upsampling to its resolution (U-Net-like
+    skips with multi-level AdaIN). Why: at a quarter of VGG's width everything the decoder draws had to pass the
+    H/8 bottleneck, and the student blurred the content's shapes away (issue 11); the skips carry the shapes,
+    already in the style's statistics, at ~0.2 GMAC.
+    """
 
     widths: tuple[int, int, int, int] = (16, 32, 64, 128)
+    skips: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str | None) -> StudentArch:
-        return cls(tuple(json.loads(text)["widths"])) if text else cls()  # type: ignore[arg-type]
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(tuple(data["widths"]), bool(data.get("skips", False)))  # type: ignore[arg-type]
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        """The encoder taps AdaIN runs on, in forward order (their statistics are a style's description)."""
+        return TAPS if self.skips else ("relu4_1",)
+
+    @property
+    def stats_widths(self) -> tuple[int, ...]:
+        """Channels per entry of :attr:`taps`: a style's statistics are these taps' concatenated."""
+        return self.widths if self.skips else self.widths[-1:]
 
 
 def encoder_plan(arch: StudentArch) -> list[tuple[str, int, int]]:
@@ -95,22 +116,32 @@ class StudentEncoder(nn.Module):
 
 
 class StudentDecoder(nn.Module):
-    """Student features at relu4_1 -> RGB; reflection padding, nearest upsampling, no norms (as the teacher's)."""
+    """Student features at relu4_1 -> RGB; reflection padding, nearest upsampling, no norms (as the teacher's).
+
+    With ``arch.skips``, ``skips`` (AdaIN'd relu3_1, relu2_1, relu1_1: the order the upsamplings reach their
+    resolutions) enter through 1x1 projections added after each upsampling.
+    """
 
     def __init__(self, arch: StudentArch) -> None:
         super().__init__()
         plan = decoder_plan(arch)
         self.up = [up for _, _, up in plan]
         self.convs = nn.ModuleList([nn.Conv2d(cin, cout, 3) for cin, cout, _ in plan])
+        self.skips = nn.ModuleList([nn.Conv2d(w, w, 1) for w in reversed(arch.widths[:3])] if arch.skips else [])
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        x = t
+    def forward(self, t: torch.Tensor, skips: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+        if len(skips) != len(self.skips):
+            raise ValueError(f"the decoder takes {len(self.skips)} skip features, got {len(skips)}")
+        x, level = t, 0
         for i, (conv, up) in enumerate(zip(self.convs, self.up, strict=True)):
             x = conv(F.pad(x, [1, 1, 1, 1], mode="reflect"))
             if i < len(self.convs) - 1:
                 x = F.relu(x)
             if up:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
+                if self.skips:
+                    x = x + self.skips[level](skips[level])
+                    level += 1
         return x
 
 
@@ -130,9 +161,13 @@ class Student(nn.Module):
         self.decoder = StudentDecoder(self.arch)
 
     def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """What the student needs of a style picture: channel mean and std (float32) at its relu4_1, and when it
-        recolours, the picture's RGB mean and covariance (:func:`stylizer.color.color_moments`)."""
-        stats = mean_std(self.encoder(style)["relu4_1"].float())
+        """What the student needs of a style picture: channel mean and std (float32) at its AdaIN taps
+        (:attr:`StudentArch.taps`, concatenated along channels: one vector, so mixing styles by weight and
+        preset files stay as they are), and when it recolours, the picture's RGB mean and covariance
+        (:func:`stylizer.color.color_moments`)."""
+        feats = self.encoder(style, self.arch.taps)
+        moments = [mean_std(feats[t].float()) for t in self.arch.taps]
+        stats = (torch.cat([m for m, _ in moments], 1), torch.cat([s for _, s in moments], 1))
         return (*stats, *color_moments(style)) if self.recolor else stats
 
     def forward(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
@@ -143,8 +178,7 @@ class Student(nn.Module):
         With colour moments (a recolouring student's :meth:`style_stats`), the output takes them; below full
         strength they are interpolated with the content's own, as the features are.
         """
-        f = self.encoder(content)["relu4_1"]
-        out = self.decoder(stylize_features(f, mean.to(f.dtype), std.to(f.dtype), alpha))
+        out = self.decoder(*self.targets(content, mean, std, alpha))
         if color_mean is None or color_cov is None:
             return out
         if alpha < 1.0:
@@ -152,6 +186,18 @@ class Student(nn.Module):
             color_mean = alpha * color_mean.to(c_mean.device) + (1 - alpha) * c_mean
             color_cov = alpha * color_cov.to(c_cov.device) + (1 - alpha) * c_cov
         return match_color_moments(out, color_mean, color_cov)
+
+    def targets(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float = 1.0,
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The decoder's inputs: AdaIN'd relu4_1 and, with skips, AdaIN'd relu3_1, relu2_1, relu1_1 (the order the
+        decoder reaches their resolutions), each at strength ``alpha``."""
+        taps = self.arch.taps
+        f = self.encoder(content, taps)
+        dtype = f["relu4_1"].dtype
+        means, stds = mean.to(dtype).split(self.arch.stats_widths, 1), std.to(dtype).split(self.arch.stats_widths, 1)
+        # AdaIN in forward order (the tiling tape replays normalisations in the order they were recorded)
+        out = [stylize_features(f[t], m, s, alpha) for t, m, s in zip(taps, means, stds, strict=True)]
+        return out[-1], out[-2::-1]
 
     def stylize(self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         """``content`` in the style of the picture ``style`` (training and validation; the engine caches stats)."""
@@ -203,10 +249,15 @@ def widened(student: Student, arch: StudentArch, generator: torch.Generator | No
     weight *from* a new channel into an old filter (or the picture) is zero, so the output does not change
     until training gives the new channels a use. Why: a trained student whose bottleneck turns out too thin
     (issue 11: widen the H/4 and H/8 stages first) goes on from where it stands instead of from phase A.
+
+    Growing a student without skips into one with them (``arch.skips``) is the same kind of step: the new
+    projections start at zero, so the skips add nothing until trained.
     """
     old = student.arch
     if any(n < o for n, o in zip(arch.widths, old.widths, strict=True)):
         raise ValueError(f"cannot narrow a student from {old.widths} to {arch.widths}")
+    if old.skips and not arch.skips:
+        raise ValueError("cannot take the skips out of a student")
     grown = Student(arch, recolor=student.recolor)
 
     def grow(src: nn.Conv2d, dst: nn.Conv2d) -> None:
@@ -224,6 +275,13 @@ def widened(student: Student, arch: StudentArch, generator: torch.Generator | No
             grow(conv, grown.encoder.convs[name])
         for src, dst in zip(student.decoder.convs, grown.decoder.convs, strict=True):
             grow(src, dst)
+        if old.skips:
+            for src, dst in zip(student.decoder.skips, grown.decoder.skips, strict=True):
+                grow(src, dst)
+        else:
+            for dst in grown.decoder.skips:
+                dst.weight.zero_()
+                dst.bias.zero_()
     return grown.to(next(student.parameters()).device)
 
 
@@ -234,10 +292,14 @@ def macs(arch: StudentArch, size: int = 512) -> float:
         total += side * side * cin * cout * 9
         if name in _POOL_AFTER:
             side //= 2
+    skips = list(reversed(arch.widths[:3])) if arch.skips else []
     for cin, cout, up in decoder_plan(arch):
         total += side * side * cin * cout * 9
         if up:
             side *= 2
+            if skips:
+                total += side * side * skips[0] ** 2
+                skips.pop(0)
     return total / 1e9
 
 

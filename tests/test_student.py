@@ -215,6 +215,15 @@ def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path
     wide = torch.load(tmp_path / "wide" / "phase_c.ckpt", weights_only=True)
     assert wide["widths"] == [16, 32, 64, 160]
     assert wide["student"]["encoder.convs.conv4_1.weight"].shape[0] == 160
+    # ... and --skips grows the decoder skips (from zero) that phase C then trains; a resume keeps them
+    cfg = _cfg("c", image_folder, tmp_path / "skip", 2)
+    cfg.from_student, cfg.skips = tmp_path / "s.safetensors", True
+    train_phase(cfg)
+    skip = torch.load(tmp_path / "skip" / "phase_c.ckpt", weights_only=True)
+    assert StudentArch.from_json(skip["arch"]).skips
+    assert all(skip["student"][f"decoder.skips.{i}.weight"].abs().sum() > 0 for i in range(3))
+    cfg.steps = 3
+    assert train_phase(cfg) == 3
 
 
 @pytest.fixture(scope="module")
@@ -354,6 +363,72 @@ def test_recolouring_student_takes_the_style_palette(tmp_path: Path, content_ima
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         return method.stylize_batch(x, mean, std, alpha, manifest, torch.device("cpu"), False, "student", color)
+
+    whole = fn(big)
+    tiled = run_tiled(fn, big, tile=64, overlap=32, stats_side=128)
+    naive = torch.cat([torch.cat([fn(big[..., y:y + 64, x:x + 64]) for x in (0, 64)], -1) for y in (0, 64)], -2)
+    assert (tiled - whole).abs().mean() < (naive - whole).abs().mean() / 2
+
+
+def test_skip_student_grows_as_the_same_function_and_runs_everywhere(tmp_path: Path, pruned, content_image,
+                                                                     style_image) -> None:
+    """A student grown with decoder skips (AdaIN at relu1_1..relu3_1) draws what it drew until trained; its style
+    statistics are the four taps' concatenated, so the file, the engine, presets, mixing and tiling take it as is;
+    and once its skip projections are not zero, the content's fine structure reaches the output through them."""
+    from stylizer.tiling import run_tiled
+    from stylizer.train.student import export
+
+    student, _ = pruned
+    arch = StudentArch(student.arch.widths, skips=True)
+    grown = widened(student, arch, torch.Generator().manual_seed(0))
+    assert 0 < macs(arch) - macs(student.arch) < 0.3  # 1x1 projections at H/4, H/2, H: cheap
+    x, s = torch.rand(2, 3, 40, 56), torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        mean, std = grown.style_stats(s)
+        assert mean.shape == std.shape == (1, sum(arch.widths), 1, 1)
+        torch.testing.assert_close(grown(x, mean, std), student(x, *student.style_stats(s)))
+    with pytest.raises(ValueError, match="skips"):
+        widened(grown, student.arch)
+    with pytest.raises(ValueError, match="skip features"):
+        grown.decoder(torch.rand(1, 128, 5, 7))
+    # trained skips: a change of the content's fine detail (invisible at relu4_1's scale) now shows in the output
+    with torch.no_grad():
+        for conv in grown.decoder.skips:
+            conv.weight.normal_(0, 0.3)
+        detail = x.clone()
+        detail[..., ::2, ::2] += 0.2
+        delta = (grown(detail, mean, std) - grown(x, mean, std)).abs().mean()
+        delta_plain = (student(detail, *student.style_stats(s)) - student(x, *student.style_stats(s))).abs().mean()
+    assert delta > 2 * delta_plain
+    # the shipped form keeps the architecture; the engine, presets and mixing use the long statistics
+    path = tmp_path / "skip.safetensors"
+    sha = export(grown, path, {})
+    assert load_student_file(path).arch == arch
+    manifest = Manifest.default()
+    manifest.models["adain_student"] = ModelEntry("adain_student", path, sha, {"full_alpha": 1.0})
+    method = AdaINMethod()
+    content, style = pil_to_tensor(content_image), pil_to_tensor(style_image)
+    single = method.run(_job(content, [StyleInput(1.0, image=style, key="a")], manifest))
+    with torch.no_grad():
+        direct = load_student_file(path).stylize(content, style)
+    torch.testing.assert_close(single, direct.clamp(0, 1), atol=1e-4, rtol=1e-4)
+    mixed = method.run(_job(content, [StyleInput(0.5, image=style, key="a"),
+                                      StyleInput(0.5, image=style, key="b")], manifest))
+    torch.testing.assert_close(mixed, single, atol=1e-4, rtol=1e-4)
+    style_path = tmp_path / "style.png"
+    style_image.save(style_path)
+    p_sha = make_preset_file(style_path, tmp_path / "p.safetensors", size=max(style_image.size), manifest=manifest)
+    assert load_tensors(tmp_path / "p.safetensors")["student_mean"].numel() == sum(arch.widths)
+    preset = Preset(name="p", method="adain", file=tmp_path / "p.safetensors", sha256=p_sha)
+    assert (method.run(_job(content, [StyleInput(1.0, preset=preset, key="preset:p")], manifest)) - single
+            ).abs().max() < 0.02
+    # tiles replay the whole picture's statistics at every tap (no tone steps between tiles)
+    mean, std, alpha, color = method.target(_job(content, [StyleInput(1.0, image=style, key="a")], manifest),
+                                            "student")
+    big = torch.nn.functional.interpolate(content, size=(128, 128), mode="bilinear", align_corners=False)
+
+    def fn(y: torch.Tensor) -> torch.Tensor:
+        return method.stylize_batch(y, mean, std, alpha, manifest, torch.device("cpu"), False, "student", color)
 
     whole = fn(big)
     tiled = run_tiled(fn, big, tile=64, overlap=32, stats_side=128)

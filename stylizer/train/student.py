@@ -105,6 +105,11 @@ class StudentConfig:
     seed: int = 0
     device: str = "auto"
     widths: tuple[int, int, int, int] = StudentArch().widths
+    #: decoder skips with AdaIN at relu1_1..relu3_1 (:class:`stylizer.student.StudentArch`); a file without them
+    #: grows them as the same function
+    skips: bool = False
+    #: learning-rate factor for the skip projections (they start at zero and have the most to learn)
+    skip_lr: float = 10.0
     val_size: int = 320
     val_photos: int = 3
     #: phase c: train (and validate) with the output recoloured to the style's RGB moments, as the engine then
@@ -377,16 +382,17 @@ def _ckpt(cfg: StudentConfig, phase: str) -> Path:
 def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embeddings, dict | None]:
     """The student (and embeddings) this phase starts from: its own checkpoint, else phase A's (for B), else
     the pruned teacher."""
-    arch = StudentArch(tuple(cfg.widths))  # type: ignore[arg-type]
+    arch = StudentArch(tuple(cfg.widths), cfg.skips)  # type: ignore[arg-type]
     own = _ckpt(cfg, cfg.phase)
     before = {"b": _ckpt(cfg, "a"), "c": _ckpt(cfg, "b")}.get(cfg.phase)
     source = own if own.is_file() else (before if before is not None and before.is_file() else None)
     if source is None and cfg.from_student is not None:
         # a fresh machine: go on from the committed weights (the embeddings are only a training device, refitted)
         student = load_student_file(cfg.from_student)
-        wider = StudentArch(tuple(max(a, b) for a, b in zip(arch.widths, student.arch.widths, strict=True)))
-        if wider != student.arch:  # --widths asks for more channels than the file has: grow it, same function
-            log.info("widening %s -> %s", student.arch.widths, wider.widths)
+        wider = StudentArch(tuple(max(a, b) for a, b in zip(arch.widths, student.arch.widths, strict=True)),
+                            arch.skips or student.arch.skips)
+        if wider != student.arch:  # --widths / --skips ask for more than the file has: grow it, same function
+            log.info("growing %s -> %s", student.arch, wider)
             student = widened(student, wider, torch.Generator().manual_seed(cfg.seed))
         student = student.requires_grad_(True).train()
         embed = Embeddings(student.arch)
@@ -402,7 +408,8 @@ def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embedding
         fit_embeddings(student, embed, _sample_images(cfg, 16))
         return student.to(device), embed.to(device), None
     state = torch.load(source, map_location=device, weights_only=True)
-    student = Student(StudentArch(tuple(state["widths"]))).to(device)
+    student = Student(StudentArch.from_json(state["arch"]) if "arch" in state
+                      else StudentArch(tuple(state["widths"]))).to(device)
     student.load_state_dict(state["student"])
     embed = Embeddings(student.arch).to(device)
     embed.load_state_dict(state["embed"])
@@ -492,12 +499,11 @@ def phase_b_losses(student: Student, vgg, b: dict[str, torch.Tensor], alpha: flo
     low-level ``perceptual``) and AdaIN's own ``content`` (in the student's space) and ``style`` terms."""
     device = b["content"].device
     with torch.no_grad(), autocast(device):
-        f_c = student.encoder(b["content"])["relu4_1"]
         m, sd = student.style_stats(b["style"])[:2]
-        t = stylize_features(f_c, m, sd, alpha)
+        t, skips = student.targets(b["content"], m, sd, alpha)
         v_t = _scaled(vgg(b["teacher"], TAPS[:2]))
     with autocast(device):
-        out = student.decoder(t)
+        out = student.decoder(t, skips)
         v_o = _scaled(vgg(out, TAPS))
         pixel = F.l1_loss(out.float(), b["teacher"])
         perceptual = sum(F.mse_loss(v_o[k], v_t[k]) for k in TAPS[:2])
@@ -527,7 +533,11 @@ def train_phase(cfg: StudentConfig) -> int:
         student.encoder.requires_grad_(False)
         params = list(student.decoder.parameters())
         lr = cfg.lr or 1e-4
-    opt = torch.optim.Adam(params, lr=lr)
+    skip_params = {id(q) for q in student.decoder.skips.parameters()}
+    groups = [{"params": [q for q in params if id(q) not in skip_params], "scale": 1.0}]
+    if any(id(q) in skip_params for q in params):
+        groups.append({"params": list(student.decoder.skips.parameters()), "scale": cfg.skip_lr})
+    opt = torch.optim.Adam(groups, lr=lr)
     step = 0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
@@ -550,7 +560,7 @@ def train_phase(cfg: StudentConfig) -> int:
 
         def step_fn(i: int) -> dict[str, torch.Tensor]:
             for g in opt.param_groups:
-                g["lr"] = lr_at(i)
+                g["lr"] = lr_at(i) * g.get("scale", 1.0)
             half = cfg.batch // 2
             x = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, contents))
                              for _ in range(cfg.batch - half)] + [to_tensor(pool.sample(rng)[1]) for _ in range(half)])
@@ -572,7 +582,7 @@ def train_phase(cfg: StudentConfig) -> int:
 
         def step_fn(i: int) -> dict[str, torch.Tensor]:
             for g in opt.param_groups:
-                g["lr"] = lr_at(i)
+                g["lr"] = lr_at(i) * g.get("scale", 1.0)
             c = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, contents))
                              for _ in range(cfg.batch)]).to(device)
             s = torch.stack([to_tensor(pool.sample(rng)[1]) for _ in range(cfg.batch)]).to(device)
@@ -602,7 +612,7 @@ def train_phase(cfg: StudentConfig) -> int:
 
         def step_fn(i: int) -> dict[str, torch.Tensor]:
             for g in opt.param_groups:
-                g["lr"] = lr_at(i)
+                g["lr"] = lr_at(i) * g.get("scale", 1.0)
             losses = phase_b_losses(student, vgg, cache.batch(cfg.batch, gen, cfg.crop), cfg.alpha, w)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -615,7 +625,8 @@ def train_phase(cfg: StudentConfig) -> int:
     def checkpoint(i: int) -> None:
         write_state(_ckpt(cfg, cfg.phase), {"student": student.state_dict(), "embed": embed.state_dict(),
                                             "optimizer": opt.state_dict(), "step": i,
-                                            "widths": list(student.arch.widths), "config": config_dict(cfg)})
+                                            "widths": list(student.arch.widths), "arch": student.arch.to_json(),
+                                            "config": config_dict(cfg)})
 
     def validate(i: int) -> dict:
         student.eval()
@@ -655,6 +666,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="channels per VGG block; wider than a --from-student file's: it is grown (same function)")
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--checkpoint-minutes", type=float, default=StudentConfig.checkpoint_minutes)
+    p.add_argument("--skips", action="store_true",
+                   help="decoder skips with AdaIN at relu1_1..relu3_1 (a --from-student file without them grows them)")
+    p.add_argument("--skip-lr", type=float, default=StudentConfig.skip_lr,
+                   help="learning-rate factor of the skip projections")
     p.add_argument("--val-size", type=int, default=StudentConfig.val_size)
     p.add_argument("--val-photos", type=int, default=StudentConfig.val_photos)
     p.add_argument("--recolor", action="store_true",
@@ -681,8 +696,8 @@ def run_cli(args: argparse.Namespace) -> int:
         extra_styles=args.extra_styles, from_student=args.from_student, steps=args.steps, batch=args.batch,
         crop=args.crop, lr=args.lr,
         alpha=args.alpha, pairs=args.pairs, max_minutes=args.max_minutes, checkpoint_minutes=args.checkpoint_minutes,
-        seed=args.seed, device=args.device, widths=tuple(args.widths), val_size=args.val_size,
-        val_photos=args.val_photos, log_every=args.log_every, recolor=args.recolor)
+        seed=args.seed, device=args.device, widths=tuple(args.widths), skips=args.skips, skip_lr=args.skip_lr,
+        val_size=args.val_size, val_photos=args.val_photos, log_every=args.log_every, recolor=args.recolor)
     for item in filter(None, args.loss_weights.split(",")):
         key, _, value = item.partition("=")
         if key not in cfg.weights:
