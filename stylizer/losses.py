@@ -76,7 +76,12 @@ def adain_losses(vgg, out: torch.Tensor, t: torch.Tensor, targets: dict[str, tup
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """(content loss, style loss) of an output against :func:`adain_targets`: whichever net drew ``out``
     (our decoder, the student) is trained on the same two terms."""
-    f_o = vgg(out, tuple(targets))
+    return adain_feature_losses(vgg(out, tuple(targets)), t, targets)
+
+
+def adain_feature_losses(f_o: dict[str, torch.Tensor], t: torch.Tensor,
+                         targets: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`adain_losses` on an output's VGG features ``f_o`` already at hand (raw scale, every target layer)."""
     scale = LAYER_SCALE[ENCODER_LAYER]
     loss_c = content_loss(f_o[ENCODER_LAYER] / scale, t / scale)
     loss_s = sum(mean_std_loss(f_o[k] / LAYER_SCALE[k], *targets[k]) for k in targets)

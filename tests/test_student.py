@@ -215,10 +215,12 @@ def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path
     wide = torch.load(tmp_path / "wide" / "phase_c.ckpt", weights_only=True)
     assert wide["widths"] == [16, 32, 64, 160]
     assert wide["student"]["encoder.convs.conv4_1.weight"].shape[0] == 160
-    # ... and --skips grows the decoder skips (from zero) that phase C then trains; a resume keeps them
+    # ... and --skips grows the decoder skips (from zero) that phase C then trains (here with the teacher's picture
+    # in VGG's eyes as a dense target too); a resume keeps them
     cfg = _cfg("c", image_folder, tmp_path / "skip", 2)
-    cfg.from_student, cfg.skips = tmp_path / "s.safetensors", True
+    cfg.from_student, cfg.skips, cfg.weights["perceptual"] = tmp_path / "s.safetensors", True, 1.0
     train_phase(cfg)
+    assert all(0 < v < float("inf") for _, v in _losses(tmp_path / "skip", "c", "perceptual"))
     skip = torch.load(tmp_path / "skip" / "phase_c.ckpt", weights_only=True)
     assert StudentArch.from_json(skip["arch"]).skips
     assert all(skip["student"][f"decoder.skips.{i}.weight"].abs().sum() > 0 for i in range(3))
@@ -334,16 +336,18 @@ def test_recolouring_student_takes_the_style_palette(tmp_path: Path, content_ima
     content, style = 0.15 + 0.7 * pil_to_tensor(content_image), 0.2 + 0.5 * pil_to_tensor(style_image)
     style_image = to_pil(style)
 
-    def close_moments(out: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> None:
+    def close_moments(out: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, cov_atol: float = 0.01) -> None:
         got_mean, got_cov = color_moments(out)
         torch.testing.assert_close(got_mean, mean, atol=0.02, rtol=0)  # (the clamp to [0, 1] moves them a little)
-        torch.testing.assert_close(got_cov, cov, atol=0.01, rtol=0.1)
+        torch.testing.assert_close(got_cov, cov, atol=cov_atol, rtol=0.1)
 
     out = method.run(_job(content, [StyleInput(1.0, image=style, key="a")], manifest))
     close_moments(out, *color_moments(style))
     assert (color_moments(out)[0] - color_moments(content)[0]).abs().max() > 0.05  # it did move
-    close_moments(method.run(_job(content, [StyleInput(1.0, image=style, key="a")], manifest, strength=0.0)),
-                  *color_moments(content))
+    zero = method.run(_job(content, [StyleInput(1.0, image=style, key="a")], manifest, strength=0.0))
+    # (the shipped student's strength-0 picture of this synthetic test picture has steeper edges than it, and the
+    # clamp to [0, 1] after recolouring moves the covariance by up to ~0.02)
+    close_moments(zero, *color_moments(content), cov_atol=0.02)
     other = 0.15 + 0.7 * pil_to_tensor(content_image.transpose(0).resize(style_image.size))
     mixed = method.run(_job(content, [StyleInput(0.5, image=style, key="a"), StyleInput(0.5, image=other, key="o")],
                             manifest))
