@@ -314,13 +314,31 @@ def test_student_engine_mixing_strength_and_presets(tmp_path: Path, student_mani
                                single, atol=1e-4, rtol=1e-4)  # the same function, its own 192-channel stats
 
 
+def _assert_tiles_share_the_whole_pictures_statistics(method: AdaINMethod, manifest: Manifest, content: torch.Tensor,
+                                                       style: torch.Tensor) -> None:
+    """A tiled student pass replays the whole picture's normalisation statistics (the norm tape): it lands much
+    nearer the untiled picture than tiles stylized on their own do."""
+    from stylizer.tiling import run_tiled
+
+    mean, std, alpha, color = method.target(_job(content, [StyleInput(1.0, image=style, key="a")], manifest),
+                                            "student")
+    big = torch.nn.functional.interpolate(content, size=(128, 128), mode="bilinear", align_corners=False)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return method.stylize_batch(x, mean, std, alpha, manifest, torch.device("cpu"), False, "student", color)
+
+    whole = fn(big)
+    tiled = run_tiled(fn, big, tile=64, overlap=32, stats_side=128)
+    naive = torch.cat([torch.cat([fn(big[..., y:y + 64, x:x + 64]) for x in (0, 64)], -1) for y in (0, 64)], -2)
+    assert (tiled - whole).abs().mean() < (naive - whole).abs().mean() / 2
+
+
 def test_recolouring_student_takes_the_style_palette(tmp_path: Path, content_image, style_image) -> None:
     """A student trained with ``--recolor`` ships that in its file; the engine then gives the output the style's
     RGB mean and covariance (the content's at strength 0), from a picture or a preset, mixed by weight, and a
     tiled pass recolours every tile alike."""
     from stylizer.color import color_moments, mix_color_moments
     from stylizer.image import tensor_to_pil as to_pil
-    from stylizer.tiling import run_tiled
     from stylizer.train.student import export
 
     shipped = load_student(Manifest.default())  # trained: the pruned start decodes almost a flat picture
@@ -361,17 +379,7 @@ def test_recolouring_student_takes_the_style_palette(tmp_path: Path, content_ima
     from_preset = method.run(_job(content, [StyleInput(1.0, preset=preset, key="preset:p")], manifest))
     assert (from_preset - out).abs().mean() < 0.02  # fp16 statistics of the same picture
     # tiles: the recolouring uses the whole picture's moments (the norm tape), so tiling leaves no tone steps
-    mean, std, alpha, color = method.target(_job(content, [StyleInput(1.0, image=style, key="a")], manifest),
-                                            "student")
-    big = torch.nn.functional.interpolate(content, size=(128, 128), mode="bilinear", align_corners=False)
-
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        return method.stylize_batch(x, mean, std, alpha, manifest, torch.device("cpu"), False, "student", color)
-
-    whole = fn(big)
-    tiled = run_tiled(fn, big, tile=64, overlap=32, stats_side=128)
-    naive = torch.cat([torch.cat([fn(big[..., y:y + 64, x:x + 64]) for x in (0, 64)], -1) for y in (0, 64)], -2)
-    assert (tiled - whole).abs().mean() < (naive - whole).abs().mean() / 2
+    _assert_tiles_share_the_whole_pictures_statistics(method, manifest, content, style)
 
 
 def test_skip_student_grows_as_the_same_function_and_runs_everywhere(tmp_path: Path, pruned, content_image,
@@ -379,7 +387,6 @@ def test_skip_student_grows_as_the_same_function_and_runs_everywhere(tmp_path: P
     """A student grown with decoder skips (AdaIN at relu1_1..relu3_1) draws what it drew until trained; its style
     statistics are the four taps' concatenated, so the file, the engine, presets, mixing and tiling take it as is;
     and once its skip projections are not zero, the content's fine structure reaches the output through them."""
-    from stylizer.tiling import run_tiled
     from stylizer.train.student import export
 
     student, _ = pruned
@@ -427,14 +434,4 @@ def test_skip_student_grows_as_the_same_function_and_runs_everywhere(tmp_path: P
     assert (method.run(_job(content, [StyleInput(1.0, preset=preset, key="preset:p")], manifest)) - single
             ).abs().max() < 0.02
     # tiles replay the whole picture's statistics at every tap (no tone steps between tiles)
-    mean, std, alpha, color = method.target(_job(content, [StyleInput(1.0, image=style, key="a")], manifest),
-                                            "student")
-    big = torch.nn.functional.interpolate(content, size=(128, 128), mode="bilinear", align_corners=False)
-
-    def fn(y: torch.Tensor) -> torch.Tensor:
-        return method.stylize_batch(y, mean, std, alpha, manifest, torch.device("cpu"), False, "student", color)
-
-    whole = fn(big)
-    tiled = run_tiled(fn, big, tile=64, overlap=32, stats_side=128)
-    naive = torch.cat([torch.cat([fn(big[..., y:y + 64, x:x + 64]) for x in (0, 64)], -1) for y in (0, 64)], -2)
-    assert (tiled - whole).abs().mean() < (naive - whole).abs().mean() / 2
+    _assert_tiles_share_the_whole_pictures_statistics(method, manifest, content, style)
