@@ -548,6 +548,12 @@ def train_phase(cfg: StudentConfig) -> int:
     def lr_at(i: int) -> float:
         return lr / (1 + 2e-4 * i) * (min(1.0, (i - first + 1) / warmup) if warmup else 1.0)
 
+    def set_lr(i: int) -> None:
+        # each group at its own factor of the schedule (the skips' --skip-lr); a checkpoint from before the groups
+        # had factors restores groups without one
+        for g in opt.param_groups:
+            g["lr"] = lr_at(i) * g.get("scale", 1.0)
+
     gen = torch.Generator().manual_seed(cfg.seed + step)
     rng = random.Random(cfg.seed * 7919 + step)
     validator = Validator(cfg, device)
@@ -559,8 +565,7 @@ def train_phase(cfg: StudentConfig) -> int:
         contents: dict[Path, Image.Image] = {}
 
         def step_fn(i: int) -> dict[str, torch.Tensor]:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(i) * g.get("scale", 1.0)
+            set_lr(i)
             half = cfg.batch // 2
             x = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, contents))
                              for _ in range(cfg.batch - half)] + [to_tensor(pool.sample(rng)[1]) for _ in range(half)])
@@ -581,8 +586,7 @@ def train_phase(cfg: StudentConfig) -> int:
         contents = {}
 
         def step_fn(i: int) -> dict[str, torch.Tensor]:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(i) * g.get("scale", 1.0)
+            set_lr(i)
             c = torch.stack([to_tensor(_content_crop(rng.choice(photos), cfg.crop, rng, contents))
                              for _ in range(cfg.batch)]).to(device)
             s = torch.stack([to_tensor(pool.sample(rng)[1]) for _ in range(cfg.batch)]).to(device)
@@ -601,8 +605,8 @@ def train_phase(cfg: StudentConfig) -> int:
                 pixel = F.l1_loss(shown.float(), teacher)
                 # the teacher's picture in VGG's eyes, feature by feature at relu1_1..relu4_1: a dense target
                 # (every position) where the statistics terms give one number per channel and batch
-                perceptual = sum((F.mse_loss(f_o[k].float() / LAYER_SCALE[k], v_t[k]) for k in v_t),
-                                 torch.zeros((), device=device))
+                v_o = _scaled({k: f_o[k] for k in v_t})
+                perceptual = sum((F.mse_loss(v_o[k], v_t[k]) for k in v_t), torch.zeros((), device=device))
             loss = w["pixel"] * pixel + w["content"] * content + w["style"] * style + w["perceptual"] * perceptual
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -618,8 +622,7 @@ def train_phase(cfg: StudentConfig) -> int:
             log.warning("the cache was made at alpha %.2f, phase b trains at %.2f", cache.alpha, cfg.alpha)
 
         def step_fn(i: int) -> dict[str, torch.Tensor]:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(i) * g.get("scale", 1.0)
+            set_lr(i)
             losses = phase_b_losses(student, vgg, cache.batch(cfg.batch, gen, cfg.crop), cfg.alpha, w)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
