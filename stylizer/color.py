@@ -80,14 +80,33 @@ def mix_color_moments(moments: Sequence[tuple[float, torch.Tensor, torch.Tensor]
     return mean, second - mean @ mean.transpose(-1, -2)  # type: ignore[operator, return-value]
 
 
-def _cholesky(cov: torch.Tensor, eps: float) -> torch.Tensor:
-    """Cholesky factor of ``cov + eps I``, with more jitter where rounding leaves it indefinite (grey pictures)."""
-    eye = torch.eye(cov.shape[-1], device=cov.device)
-    for jitter in (eps, 100 * eps, 1e4 * eps):
-        factor, info = torch.linalg.cholesky_ex(cov + jitter * eye)
-        if not bool(info.any()):
-            return factor
-    return torch.linalg.cholesky(cov + 1e-2 * eye)
+def _cholesky3(cov: torch.Tensor, eps: float) -> torch.Tensor:
+    """Lower Cholesky factor of ``cov + eps I`` for (..., 3, 3) covariances, written out element by element.
+
+    Why not ``torch.linalg.cholesky``: these few multiply-adds export to ONNX (the CLI's torch-free student runs
+    the recolouring inside its graph, :mod:`stylizer.onnx_student`), and each pivot is floored at ``eps``, so a
+    grey picture's rank-1 covariance, which rounding can leave indefinite, still gets a usable factor.
+    """
+    a = cov + eps * torch.eye(3, device=cov.device, dtype=cov.dtype)
+    l00 = a[..., 0, 0].clamp_min(eps).sqrt()
+    l10, l20 = a[..., 1, 0] / l00, a[..., 2, 0] / l00
+    l11 = (a[..., 1, 1] - l10 * l10).clamp_min(eps).sqrt()
+    l21 = (a[..., 2, 1] - l20 * l10) / l11
+    l22 = (a[..., 2, 2] - l20 * l20 - l21 * l21).clamp_min(eps).sqrt()
+    zero = torch.zeros_like(l00)
+    return torch.stack([l00, zero, zero, l10, l11, zero, l20, l21, l22], -1).unflatten(-1, (3, 3))
+
+
+def _inverse_lower3(factor: torch.Tensor) -> torch.Tensor:
+    """Inverse of (..., 3, 3) lower-triangular ``factor`` by forward substitution (exports to ONNX, as above)."""
+    l00, l10, l11 = factor[..., 0, 0], factor[..., 1, 0], factor[..., 1, 1]
+    l20, l21, l22 = factor[..., 2, 0], factor[..., 2, 1], factor[..., 2, 2]
+    i00, i11, i22 = 1 / l00, 1 / l11, 1 / l22
+    i10 = -l10 * i00 * i11
+    i21 = -l21 * i11 * i22
+    i20 = -(l20 * i00 + l21 * i10) * i22
+    zero = torch.zeros_like(l00)
+    return torch.stack([i00, zero, zero, i10, i11, zero, i20, i21, i22], -1).unflatten(-1, (3, 3))
 
 
 def match_color_moments(source: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor,
@@ -102,7 +121,7 @@ def match_color_moments(source: torch.Tensor, mean: torch.Tensor, cov: torch.Ten
     mu_s, cov_s = taped(source, color_moments)
     with torch.autocast(source.device.type, enabled=False):
         src = source.reshape(n, c, -1).float()
-        transform = _cholesky(cov.to(source.device).float(), eps) @ torch.linalg.inv(_cholesky(cov_s, eps))
+        transform = _cholesky3(cov.to(source.device).float(), eps) @ _inverse_lower3(_cholesky3(cov_s, eps))
         out = transform @ (src - mu_s) + mean.to(source.device).float()
     return out.reshape(source.shape).clamp(0, 1).to(source.dtype)
 
