@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         from .web import serve
 
         return _run_role(serve(settings))
-    from stylizer.device import keep_freed_memory
+    from stylizer.process import keep_freed_memory
 
     keep_freed_memory()  # the roles that stylize: conv outputs stay in the heap between pictures
     if args.role == "worker":

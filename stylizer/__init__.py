@@ -3,28 +3,37 @@
 >>> from stylizer import stylize
 >>> result = stylize("photo.jpg", "painting.jpg", method="adain", size=512)
 >>> result.image.save("out.jpg")
+
+The names below load on first use (PEP 562), not with the package: ``python -m stylizer`` runs this file
+first, and the CLI's ONNX Runtime path (:mod:`stylizer.onnx_student`) must start without importing torch.
 """
 
-from .color import ColorMode
-from .errors import Cancelled, ImageError, MethodError, PresetError, StylizerError
-from .facade import StyleRef, Stylizer, StylizeRequest, StylizeResult, default_stylizer, stylize
-from .manifest import Manifest, Preset
-from .methods import Progress
+from __future__ import annotations
 
-__all__ = [
-    "Cancelled",
-    "ColorMode",
-    "ImageError",
-    "Manifest",
-    "MethodError",
-    "Preset",
-    "PresetError",
-    "Progress",
-    "StyleRef",
-    "StylizeRequest",
-    "StylizeResult",
-    "Stylizer",
-    "StylizerError",
-    "default_stylizer",
-    "stylize",
-]
+import importlib
+from typing import Any
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "Cancelled": "errors", "ImageError": "errors", "MethodError": "errors", "PresetError": "errors",
+    "StylizerError": "errors",
+    "ColorMode": "color",
+    "StyleRef": "facade", "Stylizer": "facade", "StylizeRequest": "facade", "StylizeResult": "facade",
+    "default_stylizer": "facade", "stylize": "facade",
+    "Manifest": "manifest", "Preset": "manifest",
+    "Progress": "methods",
+}
+
+__all__ = sorted(_EXPORTS)
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stylizer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -40,19 +40,20 @@ from torch import nn
 
 from .color import mix_color_moments
 from .device import autocast
+from .engines import STUDENT_MODEL as STUDENT_MODEL_NAME
+from .engines import TEACHER_MODEL as MODEL_NAME
+from .engines import choose_engine, fits_student, full_alpha, has_model, student_id
 from .errors import MethodError, PresetError
 from .features import mean_std, stylize_features
 from .image import load_image, pil_to_tensor, resize_long_side
-from .manifest import Manifest, cached_sha256, load_tensors, save_tensors
+from .manifest import Manifest, load_tensors, save_tensors
 from .methods import MethodJob, StyleInput
-from .student import MODEL_NAME as STUDENT_MODEL_NAME
 from .student import Student, load_student
 from .transformer import inference_dtype
 from .vgg import VGG19, get_vgg
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "adain_decoder"
 ENCODER_LAYER = "relu4_1"
 #: Layers of the paper's style loss (decoder training).
 LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -60,7 +61,6 @@ LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CACHE_SIZE = int(os.environ.get("STYLIZER_ADAIN_CACHE", "256"))
 #: Long side style images are encoded at when the caller does not say (the facade passes style_size).
 PRESET_STYLE_SIZE = 512
-ENGINES = ("student", "vgg")
 
 
 class Decoder(nn.Module):
@@ -116,19 +116,6 @@ def load_decoder_file(path: Path, device: torch.device | str, sha256: str = "",
     return decoder.requires_grad_(False).eval().to(device)
 
 
-def full_alpha(manifest: Manifest, model: str = MODEL_NAME) -> float:
-    """The feature-interpolation ``alpha`` that strength 1 stands for with the manifest's decoder (or student).
-
-    Past a point, more alpha costs a decoder much content for little style; ``full_alpha`` in its
-    ``[models.*]`` entry (default 1, the paper's) puts "full strength" where the brief's content_err and
-    style_gap medians both stay inside their bounds (measurements in the manifest).
-    """
-    value = manifest.model(model).info.get("full_alpha", 1.0)
-    if not isinstance(value, int | float) or not 0.0 < value <= 1.0:
-        raise PresetError(f"[models.{model}] full_alpha must be a number in (0, 1], got {value!r}")
-    return float(value)
-
-
 def style_stats(vgg: VGG19, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """relu4_1 channel mean and std of a style picture (1, 3, H, W) in [0, 1], float32."""
     return mean_std(vgg(style, [ENCODER_LAYER])[ENCODER_LAYER])
@@ -180,38 +167,13 @@ class AdaINMethod:
         self._students: dict[tuple[str, str, torch.dtype], Student] = {}
         self._stats: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
 
-    @staticmethod
-    def _has(manifest: Manifest, name: str) -> bool:
-        entry = manifest.models.get(name)
-        return entry is not None and entry.file.is_file()
-
     def available(self, manifest: Manifest) -> bool:
-        return self._has(manifest, MODEL_NAME) or self._has(manifest, STUDENT_MODEL_NAME)
+        return has_model(manifest, MODEL_NAME) or has_model(manifest, STUDENT_MODEL_NAME)
 
     def engine(self, job: MethodJob) -> str:
-        """``student`` or ``vgg`` for this job: as asked, else the student when its weights are listed (and its
-        entry does not say ``default = false``).
-
-        A preset file holds VGG statistics, and student statistics for the student it was made with; a job
-        with a preset made before this student (none, or another one's) uses ``vgg``.
-        """
-        asked = str(job.options.get("engine") or os.environ.get("STYLIZER_ADAIN_ENGINE", "")).strip().lower()
-        if asked and asked not in ENGINES:
-            raise MethodError(f"adain: unknown engine {asked!r} (choose {' or '.join(ENGINES)})")
-        for name, model in (("student", STUDENT_MODEL_NAME), ("vgg", MODEL_NAME)):
-            if asked == name and not self._has(job.manifest, model):
-                raise MethodError(f"adain: the {name} engine has no weights ([models.{model}] in the manifest)")
-        if asked:
-            return asked
-        if not self._has(job.manifest, STUDENT_MODEL_NAME):
-            return "vgg"
-        if not job.manifest.model(STUDENT_MODEL_NAME).info.get("default", True) and self._has(job.manifest, MODEL_NAME):
-            return "vgg"  # listed (to resume training, to be asked for) but not yet better than the teacher
-        if self._has(job.manifest, MODEL_NAME) and any(
-            s.preset is not None and not _fits_student(s.preset.file, job.manifest) for s in job.styles
-        ):
-            return "vgg"
-        return "student"
+        """``student`` or ``vgg`` for this job (:func:`stylizer.engines.choose_engine`)."""
+        return choose_engine(job.manifest, job.options.get("engine"),
+                             [s.preset.file for s in job.styles if s.preset is not None])
 
     def student(self, manifest: Manifest, device: torch.device, dtype: torch.dtype = torch.float32) -> Student:
         """The student on ``device`` in ``dtype`` (loaded once per weights file, device and dtype)."""
@@ -296,7 +258,7 @@ class AdaINMethod:
             with torch.inference_mode():
                 return student.style_stats(_channels_last(_pad_to_multiple(image.to(device, dtype), 8), device))
 
-        if style.preset is not None and not _fits_student(style.preset.file, manifest):
+        if style.preset is not None and not fits_student(style.preset.file, manifest):
             raise PresetError(f"preset {style.preset.name!r} holds no statistics for this student's weights "
                               "(made before it): re-make the preset or use engine=vgg")
         def from_preset(t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -361,28 +323,6 @@ class AdaINMethod:
                                  color)
         job.report("decode", 1, 1)
         return out
-
-
-def student_id(manifest: Manifest) -> str:
-    """What identifies the manifest's student weights: their sha256 (hashed once per file when not listed).
-
-    Statistics at the student's relu4_1 mean something only to the weights that measured them, so preset files
-    and the statistics cache carry this.
-    """
-    entry = manifest.model(STUDENT_MODEL_NAME)
-    return entry.sha256 or cached_sha256(entry.file)
-
-
-def _fits_student(path: Path, manifest: Manifest) -> bool:
-    """Whether a preset file holds statistics for the manifest's student (read from its header only)."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            keys, meta = set(fh.keys()), fh.metadata() or {}
-    except (SafetensorError, OSError, ValueError):
-        return False
-    return "student_mean" in keys and meta.get("student") == student_id(manifest)
 
 
 def _channels_last(x: torch.Tensor, device: torch.device) -> torch.Tensor:

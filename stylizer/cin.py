@@ -19,26 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from .errors import MethodError, PresetError
 from .image import blend
-from .manifest import Manifest, ModelEntry, Preset, load_tensors
+from .manifest import Manifest, ModelEntry, Preset, load_tensors, read_metadata
 from .methods import MethodJob
 from .transformer import CIN_ARCH, TransformerNet, build_net, inference_dtype, style_from_rows
 
 DEFAULT_BASE = "cin_base"
 #: Metadata key in a preset row file: sha256 of the base file the rows were fitted to.
 BASE_SHA_KEY = "base_sha256"
-
-
-def read_metadata(path: Path, what: str) -> dict[str, str]:
-    """The safetensors header metadata (arch, training info); unreadable files raise PresetError."""
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise PresetError(f"{what}: cannot read {path.name} ({exc})") from exc
 
 
 @dataclass

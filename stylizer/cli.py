@@ -1,6 +1,9 @@
-"""Command line: ``python -m stylizer stylize|presets|train-decoder|train-preset`` (contract in the brief).
+"""Command line: ``python -m stylizer stylize|presets|export-onnx|train-*`` (contract in the brief).
 
 Exit codes: 0 success, 2 bad arguments or unusable input (one line on stderr), 1 unexpected failure.
+
+Torch loads only when a command needs it: plain student work on stills (one style picture, the CPU) runs on
+ONNX Runtime (:mod:`stylizer.onnx_student`), because ``import torch`` alone is 1.1-1.9 s of such a run here.
 """
 
 from __future__ import annotations
@@ -9,18 +12,24 @@ import argparse
 import importlib
 import logging
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from .device import keep_freed_memory
+from . import onnx_student
+from .engines import STUDENT_MODEL, choose_engine, full_alpha, has_model
 from .errors import StylizerError
-from .facade import DEFAULT_SIZE, StyleRef, Stylizer, StylizeRequest
 from .image import (
+    DEFAULT_SIZE,
     IMAGE_EXTENSIONS,
+    MIN_SIDE,
+    TILE_SIDE,
     VIDEO_EXTENSIONS,
     is_video_file,
     list_media,
@@ -28,6 +37,15 @@ from .image import (
     resize_long_side,
     save_image,
 )
+from .manifest import Manifest
+from .process import keep_freed_memory
+
+if TYPE_CHECKING:
+    from .facade import StyleRef, Stylizer, StylizeRequest
+
+#: Draws one still: (input path, its decoded picture or the path, output path) -> the picture to save, or None
+#: when it wrote the output itself (a clip).
+Render = Callable[[Path, "Path | Image.Image", Path], "Image.Image | None"]
 
 log = logging.getLogger("stylizer")
 #: Clips keep their own size up to this long side unless --size says otherwise.
@@ -69,7 +87,9 @@ def _strength(value: str) -> float:
     return s
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(trainer: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with ``trainer`` (the command of this run, when it is not a trainer: anything else) only
+    that trainer's arguments are built, so a stylize run does not import the training modules (and torch)."""
     parser = _Parser(prog="python -m stylizer", description="Neural style transfer (AdaIN, CIN, Johnson, Gatys)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -98,9 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="method option, repeatable (adain: engine=student|vgg; gatys: optimizer=adam, scales=1, ...)")
 
     sub.add_parser("presets", help="list presets: name, method, source image, weights file")
+    export = sub.add_parser("export-onnx", help="export the AdaIN student for ONNX Runtime (the torch-free path)")
+    export.add_argument("--force", action="store_true", help="export again even if this weights file already is")
 
     for name, target in TRAINERS.items():
         tp = sub.add_parser(name, help=f"{name.replace('-', ' ')} (see --help)")
+        if trainer is not None and trainer != name:
+            tp.add_argument("rest", nargs=argparse.REMAINDER)  # not this run's command: its module stays unloaded
+            continue
         module_name, _, func = target.partition(":")
         try:
             getattr(importlib.import_module(module_name), func)(tp)
@@ -132,6 +157,8 @@ def _expand_inputs(paths: list[Path]) -> list[Path]:
 
 
 def _styles(args: argparse.Namespace) -> list[StyleRef]:
+    from .facade import StyleRef
+
     if args.style:
         weights = args.style_weights or [1.0] * len(args.style)
         if len(weights) != len(args.style):
@@ -151,13 +178,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     many = len(inputs) > 1 or any(p.is_dir() for p in args.content)
     if many and args.output.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
         raise UsageError(f"{len(inputs)} inputs need an output folder, not the file {args.output}")
-    styles = _styles(args)
-    # A folder shares its style pictures: decode and resize each once, at the size every still will use, instead
-    # of once per photo (a 4000 px painting costs ~0.1 s to decode, resize and hash each time).
-    still_styles = [replace(ref, image=resize_long_side(load_image(ref.image), args.style_size or args.size
-                                                        or DEFAULT_SIZE)) if ref.image is not None else ref
-                    for ref in styles] if many else styles
-    stylizer = Stylizer()
+    render = _onnx_renderer(args, inputs) or _torch_renderer(args, many)
     # Decoding the next input and encoding the last output (Pillow releases the GIL) overlap with stylizing:
     # for the fast methods on a CPU each is a fifth of the time per image. One of each is pending at most.
     with ThreadPoolExecutor(max_workers=1) as writer, ThreadPoolExecutor(max_workers=1) as reader:
@@ -176,25 +197,88 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             out = args.output / f"{path.stem}{suffix}" if many else args.output
             if not many and not out.suffix:
                 out = out.with_suffix(suffix)
-            request = StylizeRequest(
-                content=content, styles=styles if clip else still_styles, method=args.method, strength=args.strength,
-                preserve_color=args.preserve_color or False, size=args.size or (None if clip else DEFAULT_SIZE),
-                style_size=args.style_size, steps=args.steps, seed=args.seed, device=args.device,
-                mixed_precision=not args.fp32, progress=_log_progress if args.verbose else None,
-                options=dict(args.opt),
-            )
-            if clip:
-                _stylize_clip(stylizer, request, path, out, args)
+            picture = render(path, content, out)
+            if picture is None:
                 continue
-            result = stylizer.stylize(request)
             if saving is not None:
                 saving.result()
-            saving = writer.submit(save_image, result.image, out)
-            log.info("%s -> %s (%s on %s, %.2fs)", path, out, result.method, result.device,
-                     result.timings["total"])
+            saving = writer.submit(save_image, picture, out)
         if saving is not None:
             saving.result()
     return 0
+
+
+def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> Render | None:
+    """The ONNX Runtime path when this run is plain student work it draws the same (else None: torch's path).
+
+    That is: the adain method on the student engine, one style picture (no weights to check), stills only at most
+    tile size, no colour preservation or method options, on the CPU (``auto`` without an NVIDIA driver). The first
+    run after new weights exports them (torch, a few seconds, once).
+    """
+    size = args.size or DEFAULT_SIZE
+    options = dict(args.opt)
+    if not (args.method in (None, "adain") and args.style and len(args.style) == 1 and not args.style_weights
+            and not args.preserve_color and set(options) <= {"engine"} and MIN_SIDE <= size <= TILE_SIDE
+            and onnx_student.enabled()
+            and (args.device == "cpu" or (args.device == "auto" and not _nvidia_driver()))
+            and not any(is_video_file(p) for p in inputs)):
+        return None
+    manifest = Manifest.default()
+    if choose_engine(manifest, options.get("engine")) != "student":
+        return None
+    if not onnx_student.is_exported(manifest):
+        from .student import export_onnx
+
+        log.info("exporting the student for ONNX Runtime (once per weights file) to %s", export_onnx(manifest))
+    student = onnx_student.OnnxStudent.load(manifest)
+    if student is None:  # pragma: no cover - export_onnx writes both graphs or raises
+        return None
+    stats = student.style_stats(resize_long_side(load_image(args.style[0]), args.style_size or size))
+    alpha = args.strength * full_alpha(manifest, STUDENT_MODEL)
+
+    def render(path: Path, content: Path | Image.Image, out: Path) -> Image.Image:
+        t0 = time.perf_counter()
+        picture = student.stylize(resize_long_side(load_image(content), size), stats, alpha)
+        log.info("%s -> %s (adain student on onnxruntime, %.2fs)", path, out, time.perf_counter() - t0)
+        return picture
+
+    return render
+
+
+def _nvidia_driver() -> bool:
+    """Whether an NVIDIA driver is loaded (``--device auto`` would then pick CUDA): known without torch."""
+    return Path("/proc/driver/nvidia/version").exists()
+
+
+def _torch_renderer(args: argparse.Namespace, many: bool) -> Render:
+    """Every other run: through the facade (loads torch)."""
+    from .facade import Stylizer, StylizeRequest
+
+    styles = _styles(args)
+    # A folder shares its style pictures: decode and resize each once, at the size every still will use, instead
+    # of once per photo (a 4000 px painting costs ~0.1 s to decode, resize and hash each time).
+    still_styles = [replace(ref, image=resize_long_side(load_image(ref.image), args.style_size or args.size
+                                                        or DEFAULT_SIZE)) if ref.image is not None else ref
+                    for ref in styles] if many else styles
+    stylizer = Stylizer()
+
+    def render(path: Path, content: Path | Image.Image, out: Path) -> Image.Image | None:
+        clip = is_video_file(path)
+        request = StylizeRequest(
+            content=content, styles=styles if clip else still_styles, method=args.method, strength=args.strength,
+            preserve_color=args.preserve_color or False, size=args.size or (None if clip else DEFAULT_SIZE),
+            style_size=args.style_size, steps=args.steps, seed=args.seed, device=args.device,
+            mixed_precision=not args.fp32, progress=_log_progress if args.verbose else None,
+            options=dict(args.opt),
+        )
+        if clip:
+            _stylize_clip(stylizer, request, path, out, args)
+            return None
+        result = stylizer.stylize(request)
+        log.info("%s -> %s (%s on %s, %.2fs)", path, out, result.method, result.device, result.timings["total"])
+        return result.image
+
+    return render
 
 
 def _stylize_clip(stylizer: Stylizer, request: StylizeRequest, path: Path, out: Path,
@@ -213,7 +297,7 @@ def _log_progress(progress) -> None:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    manifest = Stylizer().manifest
+    manifest = Manifest.default()
     rows = [(p.name, p.method, p.source or "-", p.file.name) for p in manifest.presets.values()]
     if not rows:
         print("no presets installed")
@@ -224,9 +308,25 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    """Export the student for ONNX Runtime, unless this weights file already is (``--force``: again)."""
+    manifest = Manifest.default()
+    if not has_model(manifest, STUDENT_MODEL):
+        print(f"no [models.{STUDENT_MODEL}] with its file in the manifest: nothing to export")
+        return 0
+    if args.force or not onnx_student.is_exported(manifest):
+        from .student import export_onnx
+
+        export_onnx(manifest)
+    print(onnx_student.export_dir(manifest))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command if command in TRAINERS else "").parse_args(argv)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -240,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_stylize(args)
         if args.command == "presets":
             return cmd_presets(args)
+        if args.command == "export-onnx":
+            return cmd_export_onnx(args)
         return args.run(args)
     except StylizerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -32,9 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIZE = 512
-#: Largest output side we accept; Telegram photos cap at 10000 px width+height anyway.
-MAX_SIDE = 4096
 #: On CUDA OOM, shrink by this factor and retry this many times before falling back to the CPU.
 OOM_SHRINK, OOM_RETRIES = 0.75, 2
 
@@ -61,7 +58,7 @@ class StylizeRequest:
     method: str | None = None  # None: the presets' own method, else adain (gatys if adain is missing)
     strength: float = 1.0
     preserve_color: bool | str | ColorMode = False
-    size: int | None = DEFAULT_SIZE  # long side of the output; None keeps the input size
+    size: int | None = img.DEFAULT_SIZE  # long side of the output; None keeps the input size
     style_size: int | None = None  # long side styles are resized to (None: the method's default)
     steps: int | None = None
     seed: int | None = None
@@ -70,7 +67,7 @@ class StylizeRequest:
     progress: ProgressFn | None = None
     cancel: threading.Event | None = None
     options: dict[str, object] = field(default_factory=dict)
-    #: long side above which tileable methods run tile by tile (None: ``tiling.TILE_SIDE``; 0: never)
+    #: long side above which tileable methods run tile by tile (None: ``image.TILE_SIDE``; 0: never)
     tile: int | None = None
 
 
@@ -138,8 +135,8 @@ class Stylizer:
             raise StylizerError("no style given: pass a style image or a preset")
         if not 0.0 <= request.strength <= 1.0:
             raise StylizerError(f"strength must be between 0 and 1, got {request.strength}")
-        if request.size is not None and not img.MIN_SIDE <= request.size <= MAX_SIDE:
-            raise StylizerError(f"size must be between {img.MIN_SIDE} and {MAX_SIDE}, got {request.size}")
+        if request.size is not None and not img.MIN_SIDE <= request.size <= img.MAX_SIDE:
+            raise StylizerError(f"size must be between {img.MIN_SIDE} and {img.MAX_SIDE}, got {request.size}")
         name = self.resolve_method(request)
         method = get_method(name)
         if not method.available(self.manifest):
@@ -217,7 +214,7 @@ class Stylizer:
         device = resolve_device(first.device)
         results: list[StylizeResult | StylizerError | None] = [None] * len(requests)
         groups: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
-        tile = tiling.TILE_SIDE if first.tile is None else first.tile
+        tile = img.TILE_SIDE if first.tile is None else first.tile
         tiles = bool(tile) and getattr(method, "tileable", False)
         for i, request in enumerate(requests):
             try:
@@ -387,7 +384,7 @@ class Stylizer:
         job.check_cancelled()
         if request.seed is not None:
             torch.manual_seed(request.seed)
-        tile = tiling.TILE_SIDE if request.tile is None else request.tile
+        tile = img.TILE_SIDE if request.tile is None else request.tile
         with torch.inference_mode(not method.slow):
             if tile and getattr(method, "tileable", False) and max(content.shape[-2:]) > tile:
                 quiet = replace(job, progress=None)

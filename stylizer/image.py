@@ -11,14 +11,15 @@ import hashlib
 import io
 import warnings
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+
+if TYPE_CHECKING:  # torch loads with the first tensor: the CLI's ONNX Runtime path decodes and saves without it
+    import torch
 
 try:  # iPhone photos (HEIC/HEIF): pillow-heif adds the format to Pillow's openers
     from pillow_heif import register_heif_opener
@@ -31,6 +32,13 @@ else:
 MAX_PIXELS = 50_000_000
 #: Smallest usable side: VGG pools five times, so below this the style statistics are meaningless.
 MIN_SIDE = 16
+#: Long side of an output when the caller does not say.
+DEFAULT_SIZE = 512
+#: Largest output side we accept; Telegram photos cap at 10000 px width+height anyway.
+MAX_SIDE = 4096
+#: Long side above which tileable methods run tile by tile (:mod:`stylizer.tiling`; about 1.5 GiB peak for CIN in
+#: float32 on the CPU).
+TILE_SIDE = 1024
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif",
                               ".heic", ".heif"})
 #: Clips :mod:`stylizer.video` takes (a ``.gif`` counts as a clip only when it is animated).
@@ -124,8 +132,9 @@ def resize_long_side(image: Image.Image, long_side: int | None, *, allow_upscale
 
 def pil_to_tensor(image: Image.Image, device: torch.device | str = "cpu") -> torch.Tensor:
     """RGB PIL image -> float tensor (1, 3, H, W) in [0, 1]."""
-    array = np.asarray(to_rgb(image), dtype=np.uint8).copy()
-    tensor = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+    import torch
+
+    tensor = torch.from_numpy(np.asarray(to_rgb(image), dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
     return tensor.to(device=device, dtype=torch.float32).div_(255.0)
 
 
@@ -139,6 +148,8 @@ def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
 
 def resize_tensor(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bilinear resize of a (N, C, H, W) tensor to ``size`` = (H, W)."""
+    import torch.nn.functional as F
+
     if tuple(tensor.shape[-2:]) == tuple(size):
         return tensor
     return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=True)
@@ -148,6 +159,8 @@ def blend(content: torch.Tensor, stylized: torch.Tensor, strength: float) -> tor
     """Pixel-space strength for methods whose networks have no natural interpolation knob."""
     if strength >= 1.0:
         return stylized
+    import torch
+
     content = resize_tensor(content, tuple(stylized.shape[-2:]))
     return torch.lerp(content, stylized, float(strength))
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
-from .cin import read_metadata
 from .errors import MethodError, PresetError
 from .image import blend
-from .manifest import Manifest, Preset, load_tensors
+from .manifest import Manifest, Preset, load_tensors, read_metadata
 from .methods import MethodJob
 from .transformer import JOHNSON_ARCH, TransformerNet, build_net, inference_dtype
 

@@ -21,13 +21,14 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
 
 from .errors import PresetError
+
+if TYPE_CHECKING:
+    import torch
 
 #: The weights folder shipped with the project (repo root / weights), overridable for deployments.
 WEIGHTS_DIR = Path(os.environ.get("STYLIZER_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
@@ -106,6 +107,8 @@ def verify_file(path: Path, sha256: str, what: str) -> Path:
 
 def load_tensors(path: Path, sha256: str = "", what: str = "weights") -> dict[str, torch.Tensor]:
     """Load a safetensors file as float32 tensors, verifying its hash; corrupt files raise PresetError."""
+    from safetensors.torch import load_file  # torch loads only with tensors: the manifest itself is torch-free
+
     verify_file(path, sha256, what)
     try:
         tensors = load_file(str(path))
@@ -114,8 +117,21 @@ def load_tensors(path: Path, sha256: str = "", what: str = "weights") -> dict[st
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 
 
+def read_metadata(path: Path, what: str) -> dict[str, str]:
+    """The safetensors header metadata (arch, training info), read without loading tensors; unreadable files raise
+    PresetError."""
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            return dict(fh.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PresetError(f"{what}: cannot read {path.name} ({exc})") from exc
+
+
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> str:
     """Save floating tensors as fp16 safetensors (small, exact enough for inference); returns sha256."""
+    import torch
+    from safetensors.torch import save_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
     half = {
         k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()).contiguous()

@@ -27,12 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .color import color_moments, match_color_moments
+from .engines import STUDENT_MODEL as MODEL_NAME
 from .errors import PresetError
 from .features import mean_std, stylize_features, taped
-from .manifest import Manifest, load_tensors
+from .manifest import Manifest, load_tensors, read_metadata
 from .vgg import CaffePreprocess
 
-MODEL_NAME = "adain_student"
 #: The teacher's encoder taps the student reproduces, in forward order.
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 #: VGG-19's widths at those taps.
@@ -305,8 +305,6 @@ def macs(arch: StudentArch, size: int = 512) -> float:
 
 def load_student_file(path: Path, sha256: str = "", device: torch.device | str = "cpu") -> Student:
     """A frozen student from a safetensors file (architecture from its metadata); a wrong file is a PresetError."""
-    from .cin import read_metadata
-
     what = "AdaIN student"
     tensors = load_tensors(Path(path), sha256, what)
     meta = read_metadata(Path(path), what)
@@ -322,3 +320,60 @@ def load_student(manifest: Manifest, device: torch.device | str = "cpu") -> Stud
     """The manifest's ``[models.adain_student]``, verified by sha256."""
     entry = manifest.model(MODEL_NAME)
     return load_student_file(entry.file, entry.sha256, device)
+
+
+class _StyleGraph(nn.Module):
+    def __init__(self, student: Student) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, style: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.student.style_stats(style)
+
+
+class _StylizeGraph(nn.Module):
+    def __init__(self, student: Student) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, content: torch.Tensor, *stats_and_alpha: torch.Tensor) -> torch.Tensor:
+        *stats, alpha = stats_and_alpha
+        return self.student(content, *stats, alpha=alpha).clamp(0, 1)  # type: ignore[arg-type]
+
+
+def export_onnx(manifest: Manifest) -> Path:
+    """Write the manifest student's two ONNX graphs (:mod:`stylizer.onnx_student`) into their cache folder; returns it.
+
+    Traced with the legacy TorchScript exporter at ``alpha = 0.5``, so the graph holds the interpolating branch of
+    AdaIN and of the recolouring, which at ``alpha = 1`` gives the same picture. Written to a temporary folder
+    first and renamed, so a concurrent run never reads half a graph.
+    """
+    import shutil
+    import tempfile
+    import warnings
+
+    from .onnx_student import STYLE_GRAPH, STYLIZE_GRAPH, export_dir
+
+    folder = export_dir(manifest)
+    student = load_student(manifest)
+    stats = student.style_stats(torch.rand(1, 3, 64, 96))
+    names = ["mean", "std", "color_mean", "color_cov"][:len(stats)]
+    picture = {0: "n", 2: "h", 3: "w"}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on the alpha branches, meant as above
+            torch.onnx.export(_StyleGraph(student), (torch.rand(1, 3, 64, 96),), str(tmp / STYLE_GRAPH),
+                              input_names=["style"], output_names=names, dynamic_axes={"style": picture},
+                              opset_version=17, dynamo=False)
+            torch.onnx.export(_StylizeGraph(student), (torch.rand(1, 3, 72, 104), *stats, torch.tensor(0.5)),
+                              str(tmp / STYLIZE_GRAPH), input_names=["content", *names, "alpha"],
+                              output_names=["picture"], dynamic_axes={"content": picture, "picture": picture},
+                              opset_version=17, dynamo=False)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

@@ -23,9 +23,8 @@ import torch
 
 from . import image as img
 from .features import NormTape
+from .image import TILE_SIDE
 
-#: Long side above which the fast methods run tile by tile (about 1.5 GiB peak for CIN in float32 on the CPU).
-TILE_SIDE = 1024
 OVERLAP = 128
 #: Long side of the statistics pass.
 STATS_SIDE = 1024

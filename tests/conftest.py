@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 from PIL import Image
 
 SHARED = Path(os.environ.get("STYLEBOT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+# The student's ONNX export (stylizer.onnx_student) goes to a folder of this run, not the user's cache; the CLI
+# processes the tests start inherit it.
+os.environ["STYLIZER_CACHE_DIR"] = tempfile.mkdtemp(prefix="stylizer-test-cache-")
 
 
 def _pattern(size: tuple[int, int], seed: int) -> Image.Image:

@@ -1,0 +1,146 @@
+"""The student's torch-free ONNX Runtime path (issue 11): same pictures as the torch engine, and a CLI run on
+stills that never imports torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylizer import onnx_student
+from stylizer.adain import _pad_to_multiple
+from stylizer.image import pil_to_tensor, tensor_to_pil
+from stylizer.manifest import Manifest
+from stylizer.student import export_onnx, load_student
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported() -> onnx_student.OnnxStudent:
+    manifest = Manifest.default()
+    if not onnx_student.is_exported(manifest):
+        export_onnx(manifest)
+    student = onnx_student.OnnxStudent.load(manifest)
+    assert student is not None
+    return student
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.55])
+def test_graphs_draw_what_the_torch_student_draws(exported, content_image, style_image, alpha) -> None:
+    """float32 torch and ONNX Runtime agree to a grey level, at sizes that are not multiples of 8 and differ from
+    the ones the export was traced at (the graphs' height and width are dynamic), recolouring included."""
+    content, style = content_image.resize((101, 67)), style_image.resize((90, 61))
+    student = load_student(Manifest.default())
+    with torch.inference_mode():
+        stats = student.style_stats(_pad_to_multiple(pil_to_tensor(style), 8))
+        x = pil_to_tensor(content)
+        ref = student(_pad_to_multiple(x, 8), *stats, alpha=alpha)[..., :67, :101].clamp(0, 1)
+    ort_stats = exported.style_stats(style)
+    assert len(ort_stats) == len(stats) == (4 if student.recolor else 2)
+    for ours, theirs in zip(ort_stats, stats, strict=True):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-3, atol=1e-3)
+    picture = exported.stylize(content, ort_stats, alpha)
+    assert picture.size == content.size
+    diff = np.abs(np.asarray(picture, dtype=int) - np.asarray(tensor_to_pil(ref), dtype=int))
+    assert diff.max() <= 2 and diff.mean() < 0.05
+    # and it is a stylization, not the content passed through
+    assert np.abs(np.asarray(picture, dtype=int) - np.asarray(content, dtype=int)).mean() > 10
+
+
+def test_padding_matches_the_torch_engine(content_image) -> None:
+    for size in [(101, 67), (40, 17), (64, 48)]:
+        picture = content_image.resize(size)
+        ref = _pad_to_multiple(pil_to_tensor(picture), 8).numpy()
+        np.testing.assert_array_equal(onnx_student.to_array(picture), ref)
+
+
+_PROBE = """
+import json, sys
+from stylizer.cli import main
+rc = main(sys.argv[1:])
+print(json.dumps({"rc": rc, "torch": "torch" in sys.modules}))
+"""
+
+
+def _cli(args: list[str], **env: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_cli_folder_runs_without_torch_and_matches_the_torch_path(exported, tmp_path, content_image,
+                                                                    style_image) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    content_image.save(folder / "a.jpg", quality=95)
+    content_image.rotate(90, expand=True).save(folder / "b.png")
+    style_image.save(tmp_path / "style.png")
+    common = ["stylize", str(folder), "--style", str(tmp_path / "style.png"), "--size", "72", "--device", "cpu",
+              "--opt", "engine=student", "--fp32"]
+    fast = _cli([*common, "-o", str(tmp_path / "fast")])
+    slow = _cli([*common, "-o", str(tmp_path / "torch")], STYLIZER_ONNX="0")
+    assert fast == {"rc": 0, "torch": False}
+    assert slow == {"rc": 0, "torch": True}
+    for name in ("a.png", "b.png"):
+        ours, theirs = (np.asarray(Image.open(tmp_path / d / name), dtype=int) for d in ("fast", "torch"))
+        assert ours.shape == theirs.shape and max(ours.shape[:2]) == 72
+        assert np.abs(ours - theirs).max() <= 2
+
+
+@pytest.mark.slow
+def test_cli_takes_torch_for_what_the_graphs_do_not_draw(exported, tmp_path, content_image, style_image) -> None:
+    """Colour preservation, the teacher, a second style: the facade (torch), and still a picture."""
+    content_image.save(tmp_path / "a.jpg")
+    style_image.save(tmp_path / "style.png")
+    base = ["stylize", str(tmp_path / "a.jpg"), "--size", "48", "--device", "cpu", "--method", "adain"]
+    style = ["--style", str(tmp_path / "style.png")]
+    runs = {
+        "color": [*style, "--preserve-color", "--opt", "engine=student"],
+        "teacher": [*style, "--opt", "engine=vgg"],
+        "two styles": ["--style", str(tmp_path / "style.png"), str(tmp_path / "a.jpg"), "--opt", "engine=student"],
+    }
+    for name, extra in runs.items():
+        out = tmp_path / f"{name}.png"
+        assert _cli([*base, *extra, "-o", str(out)]) == {"rc": 0, "torch": True}, name
+        assert Image.open(out).size == (48, 32)
+
+
+def test_export_is_keyed_by_the_weights(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(onnx_student.CACHE_ENV, str(tmp_path))
+    manifest = Manifest.default()
+    folder = onnx_student.export_dir(manifest)
+    assert folder.parent == tmp_path / "onnx"
+    assert manifest.model("adain_student").sha256[:16] in folder.name
+    assert not onnx_student.is_exported(manifest) and onnx_student.OnnxStudent.load(manifest) is None
+    monkeypatch.setenv(onnx_student.SWITCH_ENV, "0")
+    assert not onnx_student.enabled()
+
+
+@pytest.mark.slow
+def test_first_cli_run_exports_then_bad_input_is_one_line(tmp_path, content_image, style_image) -> None:
+    """With no export yet the CLI writes it (torch, once) and goes on; a corrupt photo on this path is the same
+    one-line error, exit 2, as on torch's."""
+    content_image.save(tmp_path / "a.jpg")
+    style_image.save(tmp_path / "style.png")
+    cache = tmp_path / "cache"
+    args = ["stylize", str(tmp_path / "a.jpg"), "--style", str(tmp_path / "style.png"), "--size", "40",
+            "--device", "cpu", "--opt", "engine=student", "-o", str(tmp_path / "out.png")]
+    assert _cli(args, STYLIZER_CACHE_DIR=str(cache)) == {"rc": 0, "torch": True}
+    assert Image.open(tmp_path / "out.png").size == (40, 27)
+    assert [p.name for p in (cache / "onnx").iterdir()] == [onnx_student.export_dir(Manifest.default()).name]
+    (tmp_path / "broken.jpg").write_bytes((tmp_path / "a.jpg").read_bytes()[:200])
+    args[1] = str(tmp_path / "broken.jpg")
+    proc = subprocess.run([sys.executable, "-m", "stylizer", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "STYLIZER_CACHE_DIR": str(cache)}, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "broken.jpg" in proc.stderr and len(proc.stderr.splitlines()) == 1
