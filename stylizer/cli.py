@@ -2,8 +2,9 @@
 
 Exit codes: 0 success, 2 bad arguments or unusable input (one line on stderr), 1 unexpected failure.
 
-Torch loads only when a command needs it: plain student work on stills (one style picture, the CPU) runs on
-ONNX Runtime (:mod:`stylizer.onnx_student`), because ``import torch`` alone is 1.1-1.9 s of such a run here.
+Torch loads only when a command needs it: plain student work on stills (one style picture, the CPU) runs the
+student's ONNX export on OpenVINO (:mod:`stylizer.onnx_student`), because ``import torch`` alone is 1.1-1.9 s of
+such a run here.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def build_parser(trainer: str | None = None) -> argparse.ArgumentParser:
                    help="method option, repeatable (adain: engine=student|vgg; gatys: optimizer=adam, scales=1, ...)")
 
     sub.add_parser("presets", help="list presets: name, method, source image, weights file")
-    export = sub.add_parser("export-onnx", help="export the AdaIN student for ONNX Runtime (the torch-free path)")
+    export = sub.add_parser("export-onnx", help="export the AdaIN student to ONNX (the torch-free stylize path)")
     export.add_argument("--force", action="store_true", help="export again even if this weights file already is")
 
     for name, target in TRAINERS.items():
@@ -209,7 +210,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> Render | None:
-    """The ONNX Runtime path when this run is plain student work it draws the same (else None: torch's path).
+    """The OpenVINO path when this run is plain student work it draws the same (else None: torch's path).
 
     That is: the adain method on the student engine, one style picture (no weights to check), stills only at most
     tile size, no colour preservation or method options, on the CPU (``auto`` without an NVIDIA driver). The first
@@ -229,8 +230,8 @@ def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> Render | Non
     if not onnx_student.is_exported(manifest):
         from .student import export_onnx
 
-        log.info("exporting the student for ONNX Runtime (once per weights file) to %s", export_onnx(manifest))
-    student = onnx_student.OnnxStudent.load(manifest)
+        log.info("exporting the student to ONNX (once per weights file) to %s", export_onnx(manifest))
+    student = onnx_student.OnnxStudent.load(manifest, fp32=args.fp32)
     if student is None:  # pragma: no cover - export_onnx writes both graphs or raises
         return None
     stats = student.style_stats(resize_long_side(load_image(args.style[0]), args.style_size or size))
@@ -239,7 +240,7 @@ def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> Render | Non
     def render(path: Path, content: Path | Image.Image, out: Path) -> Image.Image:
         t0 = time.perf_counter()
         picture = student.stylize(resize_long_side(load_image(content), size), stats, alpha)
-        log.info("%s -> %s (adain student on onnxruntime, %.2fs)", path, out, time.perf_counter() - t0)
+        log.info("%s -> %s (adain student on openvino, %.2fs)", path, out, time.perf_counter() - t0)
         return picture
 
     return render
@@ -309,7 +310,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    """Export the student for ONNX Runtime, unless this weights file already is (``--force``: again)."""
+    """Export the student to ONNX, unless this weights file already is (``--force``: again)."""
     manifest = Manifest.default()
     if not has_model(manifest, STUDENT_MODEL):
         print(f"no [models.{STUDENT_MODEL}] with its file in the manifest: nothing to export")

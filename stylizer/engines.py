@@ -1,9 +1,9 @@
 """AdaIN's two engines (the VGG teacher and the distilled student): which one a job runs, and what strength 1 means.
 
-Torch-free on purpose: the CLI decides here whether a job can take the student's ONNX Runtime path
+Torch-free on purpose: the CLI decides here whether a job can take the student's OpenVINO path
 (:mod:`stylizer.onnx_student`) before anything loads torch, whose import alone costs 1.1-1.9 s on the machines
-we measured, as long as the whole folder of 20 photos takes to stylize. :mod:`stylizer.adain` decides with the
-same functions, so the two paths cannot disagree.
+we measured, longer than the student takes for 20 photos at 512 px there. :mod:`stylizer.adain` decides with
+the same functions, so the two paths cannot disagree.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-if TYPE_CHECKING:  # torch loads with the first tensor: the CLI's ONNX Runtime path decodes and saves without it
+if TYPE_CHECKING:  # torch loads with the first tensor: the CLI's OpenVINO path decodes and saves without it
     import torch
 
 try:  # iPhone photos (HEIC/HEIF): pillow-heif adds the format to Pillow's openers

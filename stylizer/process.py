@@ -1,5 +1,5 @@
 """Process-wide settings an entry point (the CLI, the bot's roles) applies once; torch-free, so the CLI's
-ONNX Runtime path gets them without loading torch."""
+OpenVINO path gets them without loading torch."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The student's torch-free ONNX Runtime path (issue 11): same pictures as the torch engine, and a CLI run on
-stills that never imports torch."""
+"""The student's torch-free path (issue 11: its ONNX export on OpenVINO): the same pictures as the torch engine,
+and a CLI run on stills that never imports torch."""
 
 from __future__ import annotations
 
@@ -25,34 +25,44 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def exported() -> onnx_student.OnnxStudent:
+    """The shipped student's graphs, compiled in float32 (to compare with torch's float32 exactly)."""
     manifest = Manifest.default()
     if not onnx_student.is_exported(manifest):
         export_onnx(manifest)
-    student = onnx_student.OnnxStudent.load(manifest)
+    student = onnx_student.OnnxStudent.load(manifest, fp32=True)
     assert student is not None
     return student
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.55])
 def test_graphs_draw_what_the_torch_student_draws(exported, content_image, style_image, alpha) -> None:
-    """float32 torch and ONNX Runtime agree to a grey level, at sizes that are not multiples of 8 and differ from
-    the ones the export was traced at (the graphs' height and width are dynamic), recolouring included."""
+    """float32 torch and float32 OpenVINO agree to a grey level or two, at sizes that are not multiples of 8 and
+    differ from the ones the export was traced at (the graphs' height and width are dynamic), recolouring included."""
     content, style = content_image.resize((101, 67)), style_image.resize((90, 61))
     student = load_student(Manifest.default())
     with torch.inference_mode():
         stats = student.style_stats(_pad_to_multiple(pil_to_tensor(style), 8))
         x = pil_to_tensor(content)
         ref = student(_pad_to_multiple(x, 8), *stats, alpha=alpha)[..., :67, :101].clamp(0, 1)
-    ort_stats = exported.style_stats(style)
-    assert len(ort_stats) == len(stats) == (4 if student.recolor else 2)
-    for ours, theirs in zip(ort_stats, stats, strict=True):
+    ov_stats = exported.style_stats(style)
+    assert len(ov_stats) == len(stats) == (4 if student.recolor else 2)
+    for ours, theirs in zip(ov_stats, stats, strict=True):
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-3, atol=1e-3)
-    picture = exported.stylize(content, ort_stats, alpha)
+    picture = exported.stylize(content, ov_stats, alpha)
     assert picture.size == content.size
     diff = np.abs(np.asarray(picture, dtype=int) - np.asarray(tensor_to_pil(ref), dtype=int))
     assert diff.max() <= 2 and diff.mean() < 0.05
     # and it is a stylization, not the content passed through
     assert np.abs(np.asarray(picture, dtype=int) - np.asarray(content, dtype=int)).mean() > 10
+    # OpenVINO's own precision (bf16 where the CPU computes it natively; it also runs the statistics in bf16, which
+    # torch's autocast keeps in float32): on this small synthetic picture ~5-6 grey levels on average off float32
+    # (a broken graph is off by tens); on 512 px photos 1.1, with the same content_err / style_gap (the note of
+    # issue 11)
+    default = onnx_student.OnnxStudent.load(Manifest.default())
+    assert default is not None
+    ov_err = np.abs(np.asarray(default.stylize(content, ov_stats, alpha), dtype=int)
+                    - np.asarray(tensor_to_pil(ref), dtype=int))
+    assert ov_err.mean() < 8, ov_err.mean()
 
 
 def test_padding_matches_the_torch_engine(content_image) -> None:
