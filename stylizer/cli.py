@@ -227,11 +227,18 @@ def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> Render | Non
     manifest = Manifest.default()
     if choose_engine(manifest, options.get("engine")) != "student":
         return None
-    if not onnx_student.is_exported(manifest):
-        from .student import export_onnx
+    try:
+        if not onnx_student.is_exported(manifest):
+            from .student import export_onnx
 
-        log.info("exporting the student to ONNX (once per weights file) to %s", export_onnx(manifest))
-    student = onnx_student.OnnxStudent.load(manifest, fp32=args.fp32)
+            log.info("exporting the student to ONNX (once per weights file) to %s", export_onnx(manifest))
+        student = onnx_student.OnnxStudent.load(manifest, fp32=args.fp32)
+    except StylizerError:
+        raise  # unusable weights: the torch path would say the same
+    except Exception as exc:  # a damaged export, a CPU OpenVINO cannot compile for: torch still draws it
+        log.warning("the OpenVINO path is unavailable (%s: %s); running on torch (`python -m stylizer export-onnx "
+                    "--force` rewrites the export)", type(exc).__name__, exc)
+        return None
     if student is None:  # pragma: no cover - export_onnx writes both graphs or raises
         return None
     stats = student.style_stats(resize_long_side(load_image(args.style[0]), args.style_size or size))

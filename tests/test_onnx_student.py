@@ -154,3 +154,19 @@ def test_first_cli_run_exports_then_bad_input_is_one_line(tmp_path, content_imag
                           env={**os.environ, "STYLIZER_CACHE_DIR": str(cache)}, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "broken.jpg" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_damaged_export_falls_back_to_torch(tmp_path, content_image, style_image) -> None:
+    """A graph file cut short (a full disk, a killed export) must not cost the user the picture."""
+    cache = tmp_path / "cache"
+    env = {"STYLIZER_CACHE_DIR": str(cache)}
+    assert _cli(["export-onnx"], **env) == {"rc": 0, "torch": True}
+    graph = onnx_student.export_dir(Manifest.default()).name
+    (cache / "onnx" / graph / onnx_student.STYLIZE_GRAPH).write_bytes(b"not a graph")
+    content_image.save(tmp_path / "a.jpg")
+    style_image.save(tmp_path / "style.png")
+    args = ["stylize", str(tmp_path / "a.jpg"), "--style", str(tmp_path / "style.png"), "--size", "40",
+            "--device", "cpu", "--opt", "engine=student", "-o", str(tmp_path / "out.png")]
+    assert _cli(args, **env) == {"rc": 0, "torch": True}
+    assert Image.open(tmp_path / "out.png").size == (40, 27)
