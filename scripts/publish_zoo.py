@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 from zoo_manifest import zoo_table  # noqa: E402
 
 from stylizer.manifest import Manifest, Preset, sha256_file  # noqa: E402
-from stylizer.train.preset import make_thumbnail, split_content  # noqa: E402
+from stylizer.train.data import split_content  # noqa: E402
+from stylizer.train.preset import make_thumbnail  # noqa: E402
 
 WEIGHTS = ROOT / "weights"
 #: where ../shared/data/SOURCES.md says each painting comes from

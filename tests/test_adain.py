@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,24 @@ def test_train_decoder_resumes_from_checkpoint(tmp_path: Path, image_folder: Pat
 def test_train_decoder_missing_checkpoint_is_a_clean_error(tmp_path: Path, image_folder: Path, capsys) -> None:
     assert _train(image_folder, tmp_path / "d.safetensors", 2, "--resume", str(tmp_path / "nope.ckpt")) == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+def test_train_decoder_fine_tunes_on_the_style_pool(tmp_path: Path, image_folder: Path, capsys) -> None:
+    """--from starts from a trained decoder (lr 0 keeps it exactly), --style-pool draws textures and photos too,
+    --style-layers reaches relu5_1; the file records where it came from."""
+    from stylizer.manifest import load_tensors, read_metadata
+
+    start = tmp_path / "start.safetensors"
+    assert _train(image_folder, start, 2, "--checkpoint-every", "0") == 0
+    out, log_file = tmp_path / "tuned.safetensors", tmp_path / "loss.jsonl"
+    assert _train(image_folder, out, 2, "--from", str(start), "--style-pool", "--lr", "0", "--lr-decay", "0",
+                  "--style-layers", "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", "--checkpoint-every", "0",
+                  "--log-every", "1", "--log-file", str(log_file)) == 0
+    before, after = load_tensors(start), load_tensors(out)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    meta = read_metadata(out, "decoder")
+    assert meta["from"] == "start.safetensors" and meta["style_layers"].endswith("relu5_1")
+    assert "textures" in meta["data"]
+    assert all(math.isfinite(e["style"]) and e["style"] > 0 for e in _losses(log_file))
+    assert _train(image_folder, out, 2, "--style-layers", "relu1_1,relu2_1") == 2  # relu4_1 is the content's
+    assert "--style-layers" in capsys.readouterr().err

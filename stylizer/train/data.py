@@ -19,6 +19,18 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from ..errors import ImageError, StylizerError
 from ..image import list_images, load_image
 
+#: Every N-th content photo (sorted by name) is held out of training for evaluation.
+HOLDOUT_EVERY = 100
+
+
+def split_content(content_dir: Path) -> tuple[list[Path], list[Path]]:
+    """(training photos, held-out photos) of a folder: every HOLDOUT_EVERY-th sorted image is held out."""
+    paths = list_images(Path(content_dir))
+    held = paths[::HOLDOUT_EVERY] if len(paths) >= HOLDOUT_EVERY else []
+    train = [p for p in paths if p not in set(held)]
+    return train, held
+
+
 
 def resize_short_side(image: Image.Image, short: int) -> Image.Image:
     w, h = image.size

@@ -12,7 +12,13 @@ average; the reference used a *normalised* VGG. Dividing each layer by its mean 
 weights were tuned for, so relu1_1 (colours, fine texture) is not drowned by relu4_1.
 
 With only 37 paintings, strong style augmentation (:class:`~stylizer.train.data.StyleAugment`) keeps
-the decoder general. Training can stop itself by wall-clock time (``--max-minutes``), always saving
+the decoder general. ``--style-pool`` draws styles of every kind a user sends instead
+(:class:`~stylizer.train.pool.StylePool`: paintings, procedural textures, photos, ``--extra-styles`` pictures; the
+validation ones held out, and the held-out photos out of the contents too), and ``--from`` starts from a trained
+decoder: how the shipped one was fine-tuned on the CPU so that its default strength holds on non-painting styles
+as well (issue 11; ``--style-layers`` adds relu5_1, which the brief's style_gap also measures).
+
+Training can stop itself by wall-clock time (``--max-minutes``), always saving
 the final fp16 decoder, and resumes from full checkpoints (decoder, optimizer, step).
 """
 
@@ -26,24 +32,25 @@ from pathlib import Path
 
 import torch
 
-from ..adain import Decoder
+from ..adain import LOSS_LAYERS, Decoder, load_decoder_file
 from ..device import autocast, resolve_device
 from ..errors import StylizerError
 from ..losses import adain_losses, adain_targets
 from ..manifest import save_tensors
-from ..vgg import get_vgg
-from .data import ImageFolderDataset, StyleAugment, infinite_batches
+from ..vgg import STYLE_LAYERS, get_vgg
+from .data import ImageFolderDataset, StyleAugment, infinite_batches, split_content
 from .loop import DecoderConfig, Loop, lr_at, save_checkpoint, start_or_resume
+from .pool import StylePool, pool_batches
 
 log = logging.getLogger(__name__)
 #: Besides every ``--checkpoint-every`` steps, a checkpoint at least this often: a killed CPU run loses little.
 CHECKPOINT_MINUTES = 5.0
 
 
-def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor,
-                   style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(content loss, style loss) of one batch, with features divided by :data:`LAYER_SCALE`."""
-    t, targets = adain_targets(vgg, content, style)
+def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor, style: torch.Tensor,
+                   layers: tuple[str, ...] = LOSS_LAYERS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(content loss, style loss at ``layers``) of one batch, with features divided by :data:`LAYER_SCALE`."""
+    t, targets = adain_targets(vgg, content, style, layers)
     return adain_losses(vgg, decoder(t), t, targets)
 
 
@@ -56,18 +63,28 @@ def train_decoder(cfg: DecoderConfig) -> list[dict[str, float]]:
         torch.backends.cudnn.benchmark = True
     memory_format = torch.channels_last if device.type in ("cuda", "cpu") else torch.contiguous_format
     vgg = get_vgg(device).to(memory_format=memory_format)
-    decoder = Decoder().to(device, memory_format=memory_format).train()
+    decoder = Decoder() if cfg.init is None else load_decoder_file(cfg.init, "cpu").requires_grad_(True)
+    decoder = decoder.to(device, memory_format=memory_format).train()
     optimizer = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
     checkpoint, step = start_or_resume(cfg, decoder, optimizer, device)
 
     contents = ImageFolderDataset(cfg.content_dir, crop=cfg.crop, size=cfg.size)
-    styles = ImageFolderDataset(cfg.style_dir, crop=cfg.crop, augment=StyleAugment(cfg.crop))
+    style_seed = None if cfg.seed is None else cfg.seed + 1
+    if cfg.style_pool:
+        contents.paths = split_content(cfg.content_dir)[0]  # the held-out photos are the validation grid's
+        pool = StylePool(cfg.style_dir, cfg.content_dir, cfg.crop, cfg.extra_styles)
+        style_batches = pool_batches(pool, cfg.batch, style_seed, device)
+        styles_seen = f"{len(pool.paintings)} paintings, textures, {len(pool.photos)} photos, {len(pool.extra)} extra"
+    else:
+        styles = ImageFolderDataset(cfg.style_dir, crop=cfg.crop, augment=StyleAugment(cfg.crop))
+        style_batches = infinite_batches(styles, cfg.batch, cfg.workers, device, seed=style_seed)
+        styles_seen = f"{len(styles)} paintings, augmented"
     content_batches = infinite_batches(contents, cfg.batch, cfg.workers, device, seed=cfg.seed)
-    style_batches = infinite_batches(styles, cfg.batch, cfg.workers, device,
-                                     seed=None if cfg.seed is None else cfg.seed + 1)
-    log.info("training the AdaIN decoder on %s: %d photos, %d paintings, batch %d, crop %d, %d steps",
-             device, len(contents), len(styles), cfg.batch, cfg.crop, cfg.steps)
+    log.info("training the AdaIN decoder on %s: %d photos, styles: %s, batch %d, crop %d, %d steps%s",
+             device, len(contents), styles_seen, cfg.batch, cfg.crop, cfg.steps,
+             f", from {cfg.init}" if cfg.init else "")
 
+    layers = cfg.style_layers or LOSS_LAYERS
     start = time.perf_counter()
 
     def step_fn(i: int) -> dict[str, torch.Tensor]:
@@ -77,7 +94,7 @@ def train_decoder(cfg: DecoderConfig) -> list[dict[str, float]]:
         content = next(content_batches).contiguous(memory_format=memory_format)
         style = next(style_batches).contiguous(memory_format=memory_format)
         with autocast(device, cfg.mixed_precision):
-            loss_c, loss_s = decoder_losses(vgg, decoder, content, style)
+            loss_c, loss_s = decoder_losses(vgg, decoder, content, style, layers)
         loss = cfg.content_weight * loss_c + cfg.style_weight * loss_s
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -98,9 +115,11 @@ def train_decoder(cfg: DecoderConfig) -> list[dict[str, float]]:
         "steps": str(step), "size": str(cfg.size), "crop": str(cfg.crop), "batch": str(cfg.batch),
         "style_weight": str(cfg.style_weight), "lr": str(cfg.lr), "device": str(device),
         "minutes": f"{minutes:.1f}",
-        "data": f"{Path(cfg.content_dir).name} ({len(contents)} photos), {Path(cfg.style_dir).name} "
-                f"({len(styles)} paintings, augmented)",
+        "data": f"{Path(cfg.content_dir).name} ({len(contents)} photos), {Path(cfg.style_dir).name} ({styles_seen})",
+        "style_layers": ",".join(layers),
     }
+    if cfg.init is not None:
+        metadata["from"] = Path(cfg.init).name
     if history:
         metadata.update(final_content_loss=f"{history[-1]['content']:.4f}",
                         final_style_loss=f"{history[-1]['style']:.4f}")
@@ -134,12 +153,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
+    parser.add_argument("--from", dest="init", type=Path, default=None,
+                        help="fine-tune: start from this decoder file (e.g. weights/adain_decoder.safetensors)")
+    parser.add_argument("--style-pool", action="store_true",
+                        help="styles of every kind (paintings, textures, photos, --extra-styles), validation held out")
+    parser.add_argument("--extra-styles", type=Path, default=None, help="more style pictures (scripts/pypi_styles)")
+    parser.add_argument("--style-layers", default=",".join(LOSS_LAYERS),
+                        help=f"style loss layers, comma separated (default the paper's; all: {','.join(STYLE_LAYERS)})")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch < 1 or args.crop < 16:
         raise StylizerError("--steps and --batch must be positive and --crop at least 16")
+    unknown = set(args.style_layers.split(",")) - set(STYLE_LAYERS)
+    if unknown or "relu4_1" not in args.style_layers.split(","):
+        raise StylizerError(f"--style-layers: choose among {', '.join(STYLE_LAYERS)}, relu4_1 included")
     logging.getLogger("stylizer").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -149,7 +178,9 @@ def run(args: argparse.Namespace) -> int:
         style_weight=args.style_weight, content_weight=args.content_weight, device=args.device,
         workers=args.workers, log_every=args.log_every, checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every, resume=args.resume, max_minutes=args.max_minutes,
-        seed=args.seed, mixed_precision=not args.fp32, log_file=args.log_file,
+        seed=args.seed, mixed_precision=not args.fp32, log_file=args.log_file, init=args.init,
+        style_pool=args.style_pool, extra_styles=args.extra_styles,
+        style_layers=tuple(x.strip() for x in args.style_layers.split(",") if x.strip()),
     )
     train_decoder(DecoderConfig(**common))
     return 0

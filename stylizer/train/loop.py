@@ -43,6 +43,12 @@ class DecoderConfig:
     seed: int | None = 0
     mixed_precision: bool = True
     log_file: Path | None = None  # JSON lines: the loss curve
+    init: Path | None = None  # fine-tune: start from this decoder file (a fresh run; --resume wins)
+    #: styles from :class:`~stylizer.train.pool.StylePool` (paintings, textures, photos, extra pictures; the
+    #: validation styles and photos held out) instead of the augmented paintings of ``style_dir`` alone
+    style_pool: bool = False
+    extra_styles: Path | None = None  # more style pictures for the pool (scripts/pypi_styles)
+    style_layers: tuple[str, ...] | None = None  # of the style loss (None: the paper's, adain.LOSS_LAYERS)
 
 
 def start_or_resume(cfg, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,

@@ -39,13 +39,11 @@ from ..manifest import WEIGHTS_DIR, Manifest, ModelEntry, Preset, save_tensors, 
 from ..methods import Progress, ProgressFn
 from ..transformer import CIN_ARCH, JOHNSON_ARCH, TransformerNet
 from ..vgg import get_vgg
-from .data import ImageFolderDataset, infinite_batches
+from .data import ImageFolderDataset, infinite_batches, split_content
 from .loop import Loop
 
 log = logging.getLogger(__name__)
 
-#: Every N-th content photo (sorted by name) is held out of training for evaluation.
-HOLDOUT_EVERY = 100
 THUMB_SIZE = 256
 
 
@@ -64,14 +62,6 @@ class TrainConfig:
     workers: int = 0
     save_every: int = 500
     log_every: int = 50
-
-
-def split_content(content_dir: Path) -> tuple[list[Path], list[Path]]:
-    """(training photos, held-out photos) of a folder: every HOLDOUT_EVERY-th sorted image is held out."""
-    paths = img.list_images(Path(content_dir))
-    held = paths[::HOLDOUT_EVERY] if len(paths) >= HOLDOUT_EVERY else []
-    train = [p for p in paths if p not in set(held)]
-    return train, held
 
 
 def _content_batches(content_dir: Path, cfg: TrainConfig, batch: int, device: torch.device) -> Iterator[torch.Tensor]:

