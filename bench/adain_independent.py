@@ -1,0 +1,65 @@
+"""A second held-out grid for ``adain`` at CLI defaults, never used to select a checkpoint; prints JSON.
+
+    .venv/bin/python bench/adain_independent.py [vgg | student | vgg=FILE@ALPHA | student=FILE ...]
+
+4 held-out photos other than ``bench/adain.py --held-out``'s, x 6 styles that the trainers hold out and that
+grid does not use: kahlo and trial (paintings), retina (a PyPI picture), a stripes and a strokes texture (seeds
+2000 and 2001), another photo. Medians of content_err / style_gap at 512 px (issue 11's bar: <= 0.62 / <= 0.45).
+Each argument is an engine, optionally with a weights file (and, for the teacher, the ``full_alpha`` to try).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import adain as bench  # noqa: E402
+
+from stylizer.facade import StyleRef, Stylizer, StylizeRequest  # noqa: E402
+from stylizer.image import list_images  # noqa: E402
+from stylizer.metrics import quality  # noqa: E402
+from stylizer.train.data import split_content  # noqa: E402
+from stylizer.train.styles import KINDS, generate  # noqa: E402
+
+
+def grid(folder: Path) -> tuple[list[Path], list[Path]]:
+    photos = split_content(bench.SHARED / "content")[1][3:7]
+    styles = [bench.SHARED / "styles" / "kahlo_self_portrait.jpg", bench.SHARED / "styles" / "trial.jpg",
+              ROOT / ".data" / "pypi_styles" / "retina.jpg"]
+    for i, kind in enumerate(KINDS[2:4]):
+        path = folder / f"{kind}.png"
+        generate(kind, 2000 + i, (512, 512)).save(path)
+        styles.append(path)
+    styles.append(list_images(bench.SHARED / "content")[650])
+    return photos, [s for s in styles if s.exists()]
+
+
+def main() -> None:
+    specs = sys.argv[1:] or ["vgg"]
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        photos, styles = grid(Path(tmp))
+        for spec in specs:
+            engine, _, rest = spec.partition("=")
+            file, _, alpha = rest.partition("@")
+            weights = Path(file) if file else None
+            stylizer = Stylizer(bench._manifest(weights if engine == "vgg" else None,
+                                                weights if engine == "student" else None,
+                                                float(alpha) if alpha else None))
+            rows = [quality(stylizer.stylize(StylizeRequest(c, [StyleRef(image=s)], method="adain", size=512,
+                                                            options={"engine": engine})).image, c, s)
+                    for s in styles for c in photos]
+            result[spec] = {m: round(statistics.median(r[m] for r in rows), 4) for m in ("content_err", "style_gap")}
+            result[spec]["pairs"] = len(rows)
+    print(json.dumps({"photos": [p.name for p in photos], "styles": [s.name for s in styles], **result}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
