@@ -45,7 +45,7 @@ from .engines import TEACHER_MODEL as MODEL_NAME
 from .engines import choose_engine, fits_student, full_alpha, has_model, student_id
 from .errors import MethodError, PresetError
 from .features import mean_std, stylize_features
-from .image import load_image, pil_to_tensor, resize_long_side
+from .image import load_image, padding_to_multiple, pil_to_tensor, resize_long_side
 from .manifest import Manifest, load_tensors, save_tensors
 from .methods import MethodJob, StyleInput
 from .student import Student, load_student
@@ -332,8 +332,7 @@ def _channels_last(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Reflect-pad so both sides divide by ``multiple``: three poolings then three upsamplings keep the size."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    ph, pw, reflect = padding_to_multiple(*x.shape[-2:], multiple)
     if not (ph or pw):
         return x
-    return nn.functional.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+    return nn.functional.pad(x, (0, pw, 0, ph), mode="reflect" if reflect else "replicate")

@@ -228,18 +228,12 @@ def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> Render | Non
     if choose_engine(manifest, options.get("engine")) != "student":
         return None
     try:
-        if not onnx_student.is_exported(manifest):
-            from .student import export_onnx
-
-            log.info("exporting the student to ONNX (once per weights file) to %s", export_onnx(manifest))
-        student = onnx_student.OnnxStudent.load(manifest, fp32=args.fp32)
+        student = onnx_student.OnnxStudent(_export(manifest), fp32=args.fp32)
     except StylizerError:
         raise  # unusable weights: the torch path would say the same
     except Exception as exc:  # a damaged export, a CPU OpenVINO cannot compile for: torch still draws it
         log.warning("the OpenVINO path is unavailable (%s: %s); running on torch (`python -m stylizer export-onnx "
                     "--force` rewrites the export)", type(exc).__name__, exc)
-        return None
-    if student is None:  # pragma: no cover - export_onnx writes both graphs or raises
         return None
     stats = student.style_stats(resize_long_side(load_image(args.style[0]), args.style_size or size))
     alpha = args.strength * full_alpha(manifest, STUDENT_MODEL)
@@ -322,12 +316,18 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     if not has_model(manifest, STUDENT_MODEL):
         print(f"no [models.{STUDENT_MODEL}] with its file in the manifest: nothing to export")
         return 0
-    if args.force or not onnx_student.is_exported(manifest):
+    print(_export(manifest, force=args.force))
+    return 0
+
+
+def _export(manifest: Manifest, force: bool = False) -> Path:
+    """The folder of the manifest student's ONNX export, written first when it is missing (or ``force``): torch
+    loads only then, a few seconds once per weights file."""
+    if force or not onnx_student.is_exported(manifest):
         from .student import export_onnx
 
-        export_onnx(manifest)
-    print(onnx_student.export_dir(manifest))
-    return 0
+        log.info("exporting the student to ONNX (once per weights file) to %s", export_onnx(manifest))
+    return onnx_student.export_dir(manifest)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,6 +130,14 @@ def resize_long_side(image: Image.Image, long_side: int | None, *, allow_upscale
     return image.resize((new_w, new_h), Image.Resampling.LANCZOS)
 
 
+def padding_to_multiple(height: int, width: int, multiple: int) -> tuple[int, int, bool]:
+    """(bottom, right, reflect): the padding that makes both sides divide by ``multiple`` (the student and the
+    decoders pool, then upsample, three times), by reflection unless the picture is thinner than the padding (then
+    its edge is repeated). The torch engine and the torch-free one (:mod:`stylizer.onnx_student`) both pad so."""
+    bottom, right = (-height) % multiple, (-width) % multiple
+    return bottom, right, min(height, width) > max(bottom, right)
+
+
 def pil_to_tensor(image: Image.Image, device: torch.device | str = "cpu") -> torch.Tensor:
     """RGB PIL image -> float tensor (1, 3, H, W) in [0, 1]."""
     import torch

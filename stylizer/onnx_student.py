@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from .engines import STUDENT_MODEL, has_model, student_id
+from .image import padding_to_multiple
 from .manifest import Manifest
 
 #: Bumped when the graphs' inputs or outputs change, so an old export is not read by new code.
@@ -70,10 +71,9 @@ def to_array(picture: Image.Image) -> np.ndarray:
     """RGB picture -> float32 (1, 3, H, W) in [0, 1], padded to multiples of :data:`MULTIPLE` as the torch engine
     pads (reflect, or replicate where the picture is thinner than the padding)."""
     x = np.asarray(picture.convert("RGB"), dtype=np.float32).transpose(2, 0, 1)[None] / np.float32(255.0)
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % MULTIPLE, (-w) % MULTIPLE
+    ph, pw, reflect = padding_to_multiple(*x.shape[-2:], MULTIPLE)
     if ph or pw:
-        x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect" if min(h, w) > max(ph, pw) else "edge")
+        x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect" if reflect else "edge")
     return np.ascontiguousarray(x)
 
 

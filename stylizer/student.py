@@ -356,7 +356,8 @@ def export_onnx(manifest: Manifest) -> Path:
 
     folder = export_dir(manifest)
     student = load_student(manifest)
-    stats = student.style_stats(torch.rand(1, 3, 64, 96))
+    style = torch.rand(1, 3, 64, 96)
+    stats = student.style_stats(style)
     names = ["mean", "std", "color_mean", "color_cov"][:len(stats)]
     picture = {0: "n", 2: "h", 3: "w"}
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -364,7 +365,7 @@ def export_onnx(manifest: Manifest) -> Path:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on the alpha branches, meant as above
-            torch.onnx.export(_StyleGraph(student), (torch.rand(1, 3, 64, 96),), str(tmp / STYLE_GRAPH),
+            torch.onnx.export(_StyleGraph(student), (style,), str(tmp / STYLE_GRAPH),
                               input_names=["style"], output_names=names, dynamic_axes={"style": picture},
                               opset_version=17, dynamo=False)
             torch.onnx.export(_StylizeGraph(student), (torch.rand(1, 3, 72, 104), *stats, torch.tensor(0.5)),

@@ -31,7 +31,6 @@ def split_content(content_dir: Path) -> tuple[list[Path], list[Path]]:
     return train, held
 
 
-
 def resize_short_side(image: Image.Image, short: int) -> Image.Image:
     w, h = image.size
     scale = short / min(w, h)

@@ -166,8 +166,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch < 1 or args.crop < 16:
         raise StylizerError("--steps and --batch must be positive and --crop at least 16")
-    unknown = set(args.style_layers.split(",")) - set(STYLE_LAYERS)
-    if unknown or "relu4_1" not in args.style_layers.split(","):
+    style_layers = tuple(x.strip() for x in args.style_layers.split(",") if x.strip())
+    if set(style_layers) - set(STYLE_LAYERS) or "relu4_1" not in style_layers:
         raise StylizerError(f"--style-layers: choose among {', '.join(STYLE_LAYERS)}, relu4_1 included")
     logging.getLogger("stylizer").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, resume=args.resume, max_minutes=args.max_minutes,
         seed=args.seed, mixed_precision=not args.fp32, log_file=args.log_file, init=args.init,
         style_pool=args.style_pool, extra_styles=args.extra_styles,
-        style_layers=tuple(x.strip() for x in args.style_layers.split(",") if x.strip()),
+        style_layers=style_layers,
     )
     train_decoder(DecoderConfig(**common))
     return 0
