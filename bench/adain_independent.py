@@ -4,14 +4,14 @@
 
 4 held-out photos other than ``bench/adain.py --held-out``'s, x 6 styles that the trainers hold out and that
 grid does not use: kahlo and trial (paintings), retina (a PyPI picture), a stripes and a strokes texture (seeds
-2000 and 2001), another photo. Medians of content_err / style_gap at 512 px (issue 11's bar: <= 0.62 / <= 0.45).
-Each argument is an engine, optionally with a weights file (and, for the teacher, the ``full_alpha`` to try).
+2000 and 2001), another photo. Medians of content_err / style_gap (and gram_gap, ssim) at 512 px (issue 11's
+bar: <= 0.62 / <= 0.45), scored by ``bench/adain.py``'s quality loop. Each argument is an engine, optionally with
+a weights file (and, for the teacher, the ``full_alpha`` to try).
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -22,9 +22,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import adain as bench  # noqa: E402
 
-from stylizer.facade import StyleRef, Stylizer, StylizeRequest  # noqa: E402
+from stylizer.facade import Stylizer  # noqa: E402
 from stylizer.image import list_images  # noqa: E402
-from stylizer.metrics import quality  # noqa: E402
 from stylizer.train.data import split_content  # noqa: E402
 from stylizer.train.styles import KINDS, generate  # noqa: E402
 
@@ -46,6 +45,7 @@ def main() -> None:
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
         photos, styles = grid(Path(tmp))
+        bench.GRID = photos, styles  # bench/adain.py's quality loop, on this grid
         for spec in specs:
             engine, _, rest = spec.partition("=")
             file, _, alpha = rest.partition("@")
@@ -53,11 +53,7 @@ def main() -> None:
             stylizer = Stylizer(bench._manifest(weights if engine == "vgg" else None,
                                                 weights if engine == "student" else None,
                                                 float(alpha) if alpha else None))
-            rows = [quality(stylizer.stylize(StylizeRequest(c, [StyleRef(image=s)], method="adain", size=512,
-                                                            options={"engine": engine})).image, c, s)
-                    for s in styles for c in photos]
-            result[spec] = {m: round(statistics.median(r[m] for r in rows), 4) for m in ("content_err", "style_gap")}
-            result[spec]["pairs"] = len(rows)
+            result[spec] = bench.quality_ours(stylizer, len(photos), len(styles), 512, None, None, engine)
     print(json.dumps({"photos": [p.name for p in photos], "styles": [s.name for s in styles], **result}, indent=1))
 
 
