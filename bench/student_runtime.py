@@ -5,7 +5,7 @@
 Variants (issue 11, item 5): torch eager fp32 (NCHW), fp32 channels_last, whole-net bf16 channels_last (what
 the adain method runs where the CPU has bf16: AVX512-BF16 or AMX), and the student's ONNX export (legacy
 TorchScript exporter, needs ``onnx``) on OpenVINO in float32 and in its default precision (bf16 where the CPU
-computes it natively: what the CLI's torch-free path runs, :mod:`stylizer.onnx_student`) and, where installed, on
+computes it natively: what the CLI's torch-free path runs, :mod:`stylizer.onnx_engine`) and, where installed, on
 ONNX Runtime (float32). Each variant's output is compared with eager fp32 (max |diff| in [0, 1] pixels), so a
 faster path that changes the picture shows up here. Process start-up is measured too: ``import torch`` against
 ``import openvino`` and ``import onnxruntime``, each in a fresh interpreter.

@@ -5,7 +5,7 @@
 >>> result.image.save("out.jpg")
 
 The names below load on first use (PEP 562), not with the package: ``python -m stylizer`` runs this file
-first, and the CLI's OpenVINO path (:mod:`stylizer.onnx_student`) must start without importing torch.
+first, and the CLI's OpenVINO path (:mod:`stylizer.onnx_engine`) must start without importing torch.
 """
 
 from __future__ import annotations

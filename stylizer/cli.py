@@ -2,8 +2,8 @@
 
 Exit codes: 0 success, 2 bad arguments or unusable input (one line on stderr), 1 unexpected failure.
 
-Torch loads only when a command needs it: plain student work on stills (one style picture, the CPU) runs the
-student's ONNX export on OpenVINO (:mod:`stylizer.onnx_student`), because ``import torch`` alone is 1.1-1.9 s of
+Torch loads only when a command needs it: plain AdaIN work on stills (one style picture, the CPU) runs the chosen
+engine's ONNX export on OpenVINO (:mod:`stylizer.onnx_engine`), because ``import torch`` alone is 1.1-1.9 s of
 such a run here.
 """
 
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from . import onnx_student
-from .engines import STUDENT_MODEL, choose_engine, full_alpha, has_model
+from . import onnx_engine
+from .engines import ENGINE_MODELS, choose_engine, full_alpha, has_model
 from .errors import StylizerError
 from .image import (
     DEFAULT_SIZE,
@@ -119,8 +119,8 @@ def build_parser(trainer: str | None = None) -> argparse.ArgumentParser:
                    help="method option, repeatable (adain: engine=student|vgg; gatys: optimizer=adam, scales=1, ...)")
 
     sub.add_parser("presets", help="list presets: name, method, source image, weights file")
-    export = sub.add_parser("export-onnx", help="export the AdaIN student to ONNX (the torch-free stylize path)")
-    export.add_argument("--force", action="store_true", help="export again even if this weights file already is")
+    export = sub.add_parser("export-onnx", help="export AdaIN's engines to ONNX (the torch-free stylize path)")
+    export.add_argument("--force", action="store_true", help="export again even if these weights already are")
 
     for name, target in TRAINERS.items():
         tp = sub.add_parser(name, help=f"{name.replace('-', ' ')} (see --help)")
@@ -210,38 +210,37 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> Render | None:
-    """The OpenVINO path when this run is plain student work it draws the same (else None: torch's path).
+    """The OpenVINO path when this run is plain AdaIN work it draws the same (else None: torch's path).
 
-    That is: the adain method on the student engine, one style picture (no weights to check), stills only at most
-    tile size, no colour preservation or method options, on the CPU (``auto`` without an NVIDIA driver). The first
-    run after new weights exports them (torch, a few seconds, once).
+    That is: the adain method on either engine (:func:`stylizer.engines.choose_engine`), one style picture (no
+    weights to check), stills only at most tile size, no colour preservation or method options, on the CPU
+    (``auto`` without an NVIDIA driver). The first run after new weights exports them (torch, seconds, once).
     """
     size = args.size or DEFAULT_SIZE
     options = dict(args.opt)
     if not (args.method in (None, "adain") and args.style and len(args.style) == 1 and not args.style_weights
             and not args.preserve_color and set(options) <= {"engine"} and MIN_SIDE <= size <= TILE_SIDE
-            and onnx_student.enabled()
+            and onnx_engine.enabled()
             and (args.device == "cpu" or (args.device == "auto" and not _nvidia_driver()))
             and not any(is_video_file(p) for p in inputs)):
         return None
     manifest = Manifest.default()
-    if choose_engine(manifest, options.get("engine")) != "student":
-        return None
+    engine = choose_engine(manifest, options.get("engine"))
     try:
-        student = onnx_student.OnnxStudent(_export(manifest), fp32=args.fp32)
+        graphs = onnx_engine.OnnxEngine(_export(manifest, engine), engine, fp32=args.fp32)
     except StylizerError:
         raise  # unusable weights: the torch path would say the same
     except Exception as exc:  # a damaged export, a CPU OpenVINO cannot compile for: torch still draws it
         log.warning("the OpenVINO path is unavailable (%s: %s); running on torch (`python -m stylizer export-onnx "
                     "--force` rewrites the export)", type(exc).__name__, exc)
         return None
-    stats = student.style_stats(resize_long_side(load_image(args.style[0]), args.style_size or size))
-    alpha = args.strength * full_alpha(manifest, STUDENT_MODEL)
+    stats = graphs.style_stats(resize_long_side(load_image(args.style[0]), args.style_size or size))
+    alpha = args.strength * full_alpha(manifest, ENGINE_MODELS[engine])
 
     def render(path: Path, content: Path | Image.Image, out: Path) -> Image.Image:
         t0 = time.perf_counter()
-        picture = student.stylize(resize_long_side(load_image(content), size), stats, alpha)
-        log.info("%s -> %s (adain student on openvino, %.2fs)", path, out, time.perf_counter() - t0)
+        picture = graphs.stylize(resize_long_side(load_image(content), size), stats, alpha)
+        log.info("%s -> %s (adain %s on openvino, %.2fs)", path, out, engine, time.perf_counter() - t0)
         return picture
 
     return render
@@ -311,23 +310,25 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    """Export the student to ONNX, unless this weights file already is (``--force``: again)."""
+    """Export each AdaIN engine the manifest lists to ONNX, unless its weights already are (``--force``: again)."""
     manifest = Manifest.default()
-    if not has_model(manifest, STUDENT_MODEL):
-        print(f"no [models.{STUDENT_MODEL}] with its file in the manifest: nothing to export")
-        return 0
-    print(_export(manifest, force=args.force))
+    engines = [e for e, model in ENGINE_MODELS.items() if has_model(manifest, model)]
+    if not engines:
+        print("no AdaIN weights in the manifest: nothing to export")
+    for engine in engines:
+        print(_export(manifest, engine, force=args.force))
     return 0
 
 
-def _export(manifest: Manifest, force: bool = False) -> Path:
-    """The folder of the manifest student's ONNX export, written first when it is missing (or ``force``): torch
-    loads only then, a few seconds once per weights file."""
-    if force or not onnx_student.is_exported(manifest):
-        from .student import export_onnx
+def _export(manifest: Manifest, engine: str, force: bool = False) -> Path:
+    """The folder of the manifest ``engine``'s ONNX export, written first when it is missing (or ``force``):
+    torch loads only then, a few seconds once per weights file."""
+    if force or not onnx_engine.is_exported(manifest, engine):
+        from .export import export_onnx
 
-        log.info("exporting the student to ONNX (once per weights file) to %s", export_onnx(manifest))
-    return onnx_student.export_dir(manifest)
+        log.info("exporting the %s engine to ONNX (once per weights file) to %s", engine,
+                 export_onnx(manifest, engine))
+    return onnx_engine.export_dir(manifest, engine)
 
 
 def main(argv: list[str] | None = None) -> int:

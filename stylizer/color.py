@@ -84,7 +84,7 @@ def _cholesky3(cov: torch.Tensor, eps: float) -> torch.Tensor:
     """Lower Cholesky factor of ``cov + eps I`` for (..., 3, 3) covariances, written out element by element.
 
     Why not ``torch.linalg.cholesky``: these few multiply-adds export to ONNX (the CLI's torch-free student runs
-    the recolouring inside its graph, :mod:`stylizer.onnx_student`), and each pivot is floored at ``eps``, so a
+    the recolouring inside its graph, :mod:`stylizer.onnx_engine`), and each pivot is floored at ``eps``, so a
     grey picture's rank-1 covariance, which rounding can leave indefinite, still gets a usable factor.
     """
     a = cov + eps * torch.eye(3, device=cov.device, dtype=cov.dtype)

@@ -1,8 +1,8 @@
 """AdaIN's two engines (the VGG teacher and the distilled student): which one a job runs, and what strength 1 means.
 
-Torch-free on purpose: the CLI decides here whether a job can take the student's OpenVINO path
-(:mod:`stylizer.onnx_student`) before anything loads torch, whose import alone costs 1.1-1.9 s on the machines
-we measured, longer than the student takes for 20 photos at 512 px there. :mod:`stylizer.adain` decides with
+Torch-free on purpose: the CLI decides here which engine's OpenVINO export (:mod:`stylizer.onnx_engine`) a job
+runs before anything loads torch, whose import alone costs 1.1-1.9 s on the machines we measured, longer than
+the student takes for 20 photos at 512 px there. :mod:`stylizer.adain` decides with
 the same functions, so the two paths cannot disagree.
 """
 
@@ -21,6 +21,8 @@ from .manifest import Manifest, cached_sha256
 TEACHER_MODEL = "adain_decoder"
 STUDENT_MODEL = "adain_student"
 ENGINES = ("student", "vgg")
+#: engine -> the ``[models.*]`` entry whose weights it runs
+ENGINE_MODELS = {"student": STUDENT_MODEL, "vgg": TEACHER_MODEL}
 #: Environment default for the engine (a job's ``engine`` option wins).
 ENGINE_ENV = "STYLIZER_ADAIN_ENGINE"
 
@@ -44,14 +46,16 @@ def full_alpha(manifest: Manifest, model: str = TEACHER_MODEL) -> float:
     return float(value)
 
 
-def student_id(manifest: Manifest) -> str:
-    """What identifies the manifest's student weights: their sha256 (hashed once per file when not listed).
-
-    Statistics at the student's taps mean something only to the weights that measured them, so preset files,
-    the statistics cache and the ONNX export carry this.
-    """
-    entry = manifest.model(STUDENT_MODEL)
+def model_id(manifest: Manifest, model: str) -> str:
+    """What identifies the manifest's weights of ``model``: their sha256 (hashed once per file when not listed)."""
+    entry = manifest.model(model)
     return entry.sha256 or cached_sha256(entry.file)
+
+
+def student_id(manifest: Manifest) -> str:
+    """The student's :func:`model_id`. Statistics at the student's taps mean something only to the weights that
+    measured them, so preset files, the statistics cache and the ONNX export carry this."""
+    return model_id(manifest, STUDENT_MODEL)
 
 
 def fits_student(path: Path, manifest: Manifest) -> bool:

@@ -133,7 +133,7 @@ def resize_long_side(image: Image.Image, long_side: int | None, *, allow_upscale
 def padding_to_multiple(height: int, width: int, multiple: int) -> tuple[int, int, bool]:
     """(bottom, right, reflect): the padding that makes both sides divide by ``multiple`` (the student and the
     decoders pool, then upsample, three times), by reflection unless the picture is thinner than the padding (then
-    its edge is repeated). The torch engine and the torch-free one (:mod:`stylizer.onnx_student`) both pad so."""
+    its edge is repeated). The torch engines and the torch-free ones (:mod:`stylizer.onnx_engine`) all pad so."""
     bottom, right = (-height) % multiple, (-width) % multiple
     return bottom, right, min(height, width) > max(bottom, right)
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 SHARED = Path(os.environ.get("STYLEBOT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-# The student's ONNX export (stylizer.onnx_student) goes to a folder of this run, not the user's cache; the CLI
+# AdaIN's ONNX exports (stylizer.onnx_engine) go to a folder of this run, not the user's cache; the CLI
 # processes the tests start inherit it.
 os.environ["STYLIZER_CACHE_DIR"] = tempfile.mkdtemp(prefix="stylizer-test-cache-")
 

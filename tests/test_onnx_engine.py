@@ -1,5 +1,5 @@
-"""The student's torch-free path (issue 11: its ONNX export on OpenVINO): the same pictures as the torch engine,
-and a CLI run on stills that never imports torch."""
+"""AdaIN's torch-free path (issue 11: each engine's ONNX export on OpenVINO): the same pictures as the torch
+engines, and a CLI run on stills that never imports torch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,41 +15,61 @@ import pytest
 import torch
 from PIL import Image
 
-from stylizer import onnx_student
-from stylizer.adain import _pad_to_multiple
+from stylizer import onnx_engine
+from stylizer.adain import _pad_to_multiple, encoder, load_decoder, style_stats
+from stylizer.export import export_onnx
+from stylizer.features import stylize_features
 from stylizer.image import pil_to_tensor, tensor_to_pil
 from stylizer.manifest import Manifest
-from stylizer.student import export_onnx, load_student
+from stylizer.student import load_student
+from stylizer.vgg import get_vgg
 
 ROOT = Path(__file__).resolve().parents[1]
+ENGINES = ("student", "vgg")
 
 
 @pytest.fixture(scope="module")
-def exported() -> onnx_student.OnnxStudent:
-    """The shipped student's graphs, compiled in float32 (to compare with torch's float32 exactly)."""
+def exported() -> dict[str, onnx_engine.OnnxEngine]:
+    """The shipped engines' graphs, compiled in float32 (to compare with torch's float32 exactly)."""
     manifest = Manifest.default()
-    if not onnx_student.is_exported(manifest):
-        export_onnx(manifest)
-    student = onnx_student.OnnxStudent.load(manifest, fp32=True)
-    assert student is not None
-    return student
+    graphs = {}
+    for engine in ENGINES:
+        if not onnx_engine.is_exported(manifest, engine):
+            export_onnx(manifest, engine)
+        graphs[engine] = onnx_engine.OnnxEngine.load(manifest, engine, fp32=True)
+        assert graphs[engine] is not None
+    return graphs
 
 
+def _torch_engine(engine: str) -> tuple[Callable, Callable]:
+    """(style picture -> statistics, (padded content, statistics, alpha) -> picture) as the torch engine runs them."""
+    manifest = Manifest.default()
+    if engine == "student":
+        student = load_student(manifest)
+        return (lambda s: student.style_stats(_pad_to_multiple(s, 8)),
+                lambda x, stats, alpha: student(x, *stats, alpha=alpha))
+    enc, dec = encoder("cpu"), load_decoder(manifest, "cpu")
+    return (lambda s: style_stats(get_vgg("cpu"), s),
+            lambda x, stats, alpha: dec(stylize_features(enc(x), *stats, alpha)))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("alpha", [1.0, 0.55])
-def test_graphs_draw_what_the_torch_student_draws(exported, content_image, style_image, alpha) -> None:
+def test_graphs_draw_what_the_torch_engine_draws(exported, content_image, style_image, engine, alpha) -> None:
     """float32 torch and float32 OpenVINO agree to a grey level or two, at sizes that are not multiples of 8 and
-    differ from the ones the export was traced at (the graphs' height and width are dynamic), recolouring included."""
+    differ from the ones the export was traced at (the graphs' height and width are dynamic), the student's
+    recolouring included."""
     content, style = content_image.resize((101, 67)), style_image.resize((90, 61))
-    student = load_student(Manifest.default())
+    measure, draw = _torch_engine(engine)
     with torch.inference_mode():
-        stats = student.style_stats(_pad_to_multiple(pil_to_tensor(style), 8))
-        x = pil_to_tensor(content)
-        ref = student(_pad_to_multiple(x, 8), *stats, alpha=alpha)[..., :67, :101].clamp(0, 1)
-    ov_stats = exported.style_stats(style)
-    assert len(ov_stats) == len(stats) == (4 if student.recolor else 2)
+        stats = measure(pil_to_tensor(style))
+        ref = draw(_pad_to_multiple(pil_to_tensor(content), 8), stats, alpha)[..., :67, :101].clamp(0, 1)
+    graphs = exported[engine]
+    ov_stats = graphs.style_stats(style)
+    assert len(ov_stats) == len(stats) and len(stats) in (2, 4)
     for ours, theirs in zip(ov_stats, stats, strict=True):
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-3, atol=1e-3)
-    picture = exported.stylize(content, ov_stats, alpha)
+    picture = graphs.stylize(content, ov_stats, alpha)
     assert picture.size == content.size
     diff = np.abs(np.asarray(picture, dtype=int) - np.asarray(tensor_to_pil(ref), dtype=int))
     assert diff.max() <= 2 and diff.mean() < 0.05
@@ -58,7 +79,7 @@ def test_graphs_draw_what_the_torch_student_draws(exported, content_image, style
     # torch's autocast keeps in float32): on this small synthetic picture ~5-6 grey levels on average off float32
     # (a broken graph is off by tens); on 512 px photos 1.1, with the same content_err / style_gap (the note of
     # issue 11)
-    default = onnx_student.OnnxStudent.load(Manifest.default())
+    default = onnx_engine.OnnxEngine.load(Manifest.default(), engine)
     assert default is not None
     ov_err = np.abs(np.asarray(default.stylize(content, ov_stats, alpha), dtype=int)
                     - np.asarray(tensor_to_pil(ref), dtype=int))
@@ -69,7 +90,7 @@ def test_padding_matches_the_torch_engine(content_image) -> None:
     for size in [(101, 67), (40, 17), (64, 48)]:
         picture = content_image.resize(size)
         ref = _pad_to_multiple(pil_to_tensor(picture), 8).numpy()
-        np.testing.assert_array_equal(onnx_student.to_array(picture), ref)
+        np.testing.assert_array_equal(onnx_engine.to_array(picture), ref)
 
 
 _PROBE = """
@@ -88,15 +109,16 @@ def _cli(args: list[str], **env: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
 def test_cli_folder_runs_without_torch_and_matches_the_torch_path(exported, tmp_path, content_image,
-                                                                    style_image) -> None:
+                                                                    style_image, engine) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     content_image.save(folder / "a.jpg", quality=95)
     content_image.rotate(90, expand=True).save(folder / "b.png")
     style_image.save(tmp_path / "style.png")
     common = ["stylize", str(folder), "--style", str(tmp_path / "style.png"), "--size", "72", "--device", "cpu",
-              "--opt", "engine=student", "--fp32"]
+              "--opt", f"engine={engine}", "--fp32"]
     fast = _cli([*common, "-o", str(tmp_path / "fast")])
     slow = _cli([*common, "-o", str(tmp_path / "torch")], STYLIZER_ONNX="0")
     assert fast == {"rc": 0, "torch": False}
@@ -109,14 +131,14 @@ def test_cli_folder_runs_without_torch_and_matches_the_torch_path(exported, tmp_
 
 @pytest.mark.slow
 def test_cli_takes_torch_for_what_the_graphs_do_not_draw(exported, tmp_path, content_image, style_image) -> None:
-    """Colour preservation, the teacher, a second style: the facade (torch), and still a picture."""
+    """Colour preservation, a method option, a second style: the facade (torch), and still a picture."""
     content_image.save(tmp_path / "a.jpg")
     style_image.save(tmp_path / "style.png")
     base = ["stylize", str(tmp_path / "a.jpg"), "--size", "48", "--device", "cpu", "--method", "adain"]
     style = ["--style", str(tmp_path / "style.png")]
     runs = {
         "color": [*style, "--preserve-color", "--opt", "engine=student"],
-        "teacher": [*style, "--opt", "engine=vgg"],
+        "option": [*style, "--opt", "engine=vgg", "--opt", "preview=1"],
         "two styles": ["--style", str(tmp_path / "style.png"), str(tmp_path / "a.jpg"), "--opt", "engine=student"],
     }
     for name, extra in runs.items():
@@ -126,14 +148,16 @@ def test_cli_takes_torch_for_what_the_graphs_do_not_draw(exported, tmp_path, con
 
 
 def test_export_is_keyed_by_the_weights(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv(onnx_student.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(onnx_engine.CACHE_ENV, str(tmp_path))
     manifest = Manifest.default()
-    folder = onnx_student.export_dir(manifest)
-    assert folder.parent == tmp_path / "onnx"
-    assert manifest.model("adain_student").sha256[:16] in folder.name
-    assert not onnx_student.is_exported(manifest) and onnx_student.OnnxStudent.load(manifest) is None
-    monkeypatch.setenv(onnx_student.SWITCH_ENV, "0")
-    assert not onnx_student.enabled()
+    folders = {engine: onnx_engine.export_dir(manifest, engine) for engine in ENGINES}
+    for engine, model in (("student", "adain_student"), ("vgg", "adain_decoder")):
+        assert folders[engine].parent == tmp_path / "onnx"
+        assert folders[engine].name.startswith(model) and manifest.model(model).sha256[:16] in folders[engine].name
+        assert not onnx_engine.is_exported(manifest, engine)
+        assert onnx_engine.OnnxEngine.load(manifest, engine) is None
+    monkeypatch.setenv(onnx_engine.SWITCH_ENV, "0")
+    assert not onnx_engine.enabled()
 
 
 @pytest.mark.slow
@@ -147,7 +171,7 @@ def test_first_cli_run_exports_then_bad_input_is_one_line(tmp_path, content_imag
             "--device", "cpu", "--opt", "engine=student", "-o", str(tmp_path / "out.png")]
     assert _cli(args, STYLIZER_CACHE_DIR=str(cache)) == {"rc": 0, "torch": True}
     assert Image.open(tmp_path / "out.png").size == (40, 27)
-    assert [p.name for p in (cache / "onnx").iterdir()] == [onnx_student.export_dir(Manifest.default()).name]
+    assert [p.name for p in (cache / "onnx").iterdir()] == [onnx_engine.export_dir(Manifest.default(), "student").name]
     (tmp_path / "broken.jpg").write_bytes((tmp_path / "a.jpg").read_bytes()[:200])
     args[1] = str(tmp_path / "broken.jpg")
     proc = subprocess.run([sys.executable, "-m", "stylizer", *args], cwd=ROOT, capture_output=True, text=True,
@@ -162,8 +186,10 @@ def test_a_damaged_export_falls_back_to_torch(tmp_path, content_image, style_ima
     cache = tmp_path / "cache"
     env = {"STYLIZER_CACHE_DIR": str(cache)}
     assert _cli(["export-onnx"], **env) == {"rc": 0, "torch": True}
-    graph = onnx_student.export_dir(Manifest.default()).name
-    (cache / "onnx" / graph / onnx_student.STYLIZE_GRAPH).write_bytes(b"not a graph")
+    exported = sorted(p.name for p in (cache / "onnx").iterdir())
+    assert exported == sorted(onnx_engine.export_dir(Manifest.default(), e).name for e in ENGINES)
+    graph = onnx_engine.export_dir(Manifest.default(), "student").name
+    (cache / "onnx" / graph / onnx_engine.STYLIZE_GRAPH).write_bytes(b"not a graph")
     content_image.save(tmp_path / "a.jpg")
     style_image.save(tmp_path / "style.png")
     args = ["stylize", str(tmp_path / "a.jpg"), "--style", str(tmp_path / "style.png"), "--size", "40",

@@ -1,0 +1,109 @@
+"""Export AdaIN's engines to ONNX for the CLI's torch-free path (:mod:`stylizer.onnx_engine` runs them).
+
+Each engine becomes two graphs with the same interface: ``style.onnx`` (a style picture -> the statistics the
+engine's torch code would measure) and ``stylize.onnx`` (content, those statistics, ``alpha`` -> the picture in
+[0, 1]). Both are traced here from the very modules the torch engines run, so the two paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .adain import encoder, load_decoder, style_stats
+from .features import stylize_features
+from .manifest import Manifest
+from .onnx_engine import STYLE_GRAPH, STYLIZE_GRAPH, export_dir
+from .student import Student, load_student
+from .vgg import get_vgg
+
+
+class _StudentStyle(nn.Module):
+    def __init__(self, student: Student) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, style: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.student.style_stats(style)
+
+
+class _StudentStylize(nn.Module):
+    def __init__(self, student: Student) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, content: torch.Tensor, *stats_and_alpha: torch.Tensor) -> torch.Tensor:
+        *stats, alpha = stats_and_alpha
+        return self.student(content, *stats, alpha=alpha).clamp(0, 1)  # type: ignore[arg-type]
+
+
+class _TeacherStyle(nn.Module):
+    """VGG-19's relu4_1 mean/std of a style picture (:func:`stylizer.adain.style_stats`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vgg = get_vgg("cpu")
+
+    def forward(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return style_stats(self.vgg, style)
+
+
+class _TeacherStylize(nn.Module):
+    """VGG-19 to relu4_1, AdaIN at ``alpha``, our decoder (the ``vgg`` engine's ``stylize_batch``)."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder("cpu"), load_decoder(manifest, "cpu")
+
+    def forward(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                alpha: torch.Tensor) -> torch.Tensor:
+        t = stylize_features(self.encoder(content), mean, std, alpha)  # type: ignore[arg-type]
+        return self.decoder(t).clamp(0, 1)
+
+
+def _graphs(manifest: Manifest, engine: str) -> tuple[nn.Module, nn.Module, tuple[torch.Tensor, ...], list[str]]:
+    """(style graph, stylize graph, a sample of the statistics, their names) of ``engine``."""
+    if engine == "student":
+        student = load_student(manifest)
+        stats = student.style_stats(torch.rand(1, 3, 64, 96))
+        names = ["mean", "std", "color_mean", "color_cov"][:len(stats)]
+        return _StudentStyle(student), _StudentStylize(student), stats, names
+    if engine == "vgg":
+        style = _TeacherStyle()
+        return style, _TeacherStylize(manifest), style(torch.rand(1, 3, 64, 96)), ["mean", "std"]
+    raise ValueError(f"unknown engine {engine!r}")
+
+
+def export_onnx(manifest: Manifest, engine: str) -> Path:
+    """Write the manifest ``engine``'s two ONNX graphs into their cache folder (:func:`export_dir`); returns it.
+
+    Traced with the legacy TorchScript exporter at ``alpha = 0.5``, so the graph holds the interpolating branch of
+    AdaIN (and of the student's recolouring), which at ``alpha = 1`` gives the same picture. Written to a temporary
+    folder first and renamed, so a concurrent run never reads half a graph.
+    """
+    folder = export_dir(manifest, engine)
+    style_graph, stylize_graph, stats, names = _graphs(manifest, engine)
+    picture = {0: "n", 2: "h", 3: "w"}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the tracer's notes on the alpha branches, meant as above
+            torch.onnx.export(style_graph, (torch.rand(1, 3, 64, 96),), str(tmp / STYLE_GRAPH),
+                              input_names=["style"], output_names=names, dynamic_axes={"style": picture},
+                              opset_version=17, dynamo=False)
+            torch.onnx.export(stylize_graph, (torch.rand(1, 3, 72, 104), *stats, torch.tensor(0.5)),
+                              str(tmp / STYLIZE_GRAPH), input_names=["content", *names, "alpha"],
+                              output_names=["picture"], dynamic_axes={"content": picture, "picture": picture},
+                              opset_version=17, dynamo=False)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
