@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from .. import image as img
-from .data import StyleAugment, split_content, to_tensor
+from .data import HOLDOUT_EVERY, StyleAugment, split_content, to_tensor
 from .styles import KINDS, generate, palette_of, random_palette
 
 #: Styles never trained on (validation): paintings of ../shared and pictures from PyPI packages.
@@ -43,7 +43,8 @@ class StylePool:
         self.extra = [p for p in extra if p.stem not in HELD_OUT_EXTRA]
         self.val_extra = [p for p in extra if p.stem in HELD_OUT_EXTRA]
         train, held = split_content(content_dir)
-        val_photo_styles = set(img.list_images(content_dir)[50::100])
+        # photos as styles for validation: the ones halfway between held-out contents (every 100th from the 50th)
+        val_photo_styles = set(img.list_images(content_dir)[HOLDOUT_EVERY // 2::HOLDOUT_EVERY])
         self.photos = [p for p in train if p not in val_photo_styles]
         self.val_photo_styles = sorted(val_photo_styles - set(held))
         self.crop = crop
