@@ -14,6 +14,7 @@ import importlib
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -179,11 +180,29 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     many = len(inputs) > 1 or any(p.is_dir() for p in args.content)
     if many and args.output.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
         raise UsageError(f"{len(inputs)} inputs need an output folder, not the file {args.output}")
-    render = _onnx_renderer(args, inputs) or _torch_renderer(args, many)
+    onnx = _onnx_renderer(args, inputs)
+    render, lanes = onnx if onnx is not None else (_torch_renderer(args, many), 1)
     # Decoding the next input and encoding the last output (Pillow releases the GIL) overlap with stylizing:
     # for the fast methods on a CPU each is a fifth of the time per image. One of each is pending at most.
-    with ThreadPoolExecutor(max_workers=1) as writer, ThreadPoolExecutor(max_workers=1) as reader:
+    # OpenVINO on a folder stylizes ``lanes`` stills at once (one stream per core or two: 13 % more pictures a
+    # second for the teacher on 2 cores than one stream with both cores, 7 % for the student); torch draws one
+    # at a time, in this thread (Ctrl-C stops it at once).
+    with ThreadPoolExecutor(max_workers=1) as writer, ThreadPoolExecutor(max_workers=1) as reader, \
+            ThreadPoolExecutor(max_workers=lanes) as renderers:
         saving: Future | None = None
+        drawing: deque[tuple[Path, Future]] = deque()  # (output, its picture) in input order
+
+        def finish(keep: int) -> None:
+            nonlocal saving
+            while len(drawing) > keep:
+                out, future = drawing.popleft()
+                picture = future.result()
+                if picture is None:
+                    continue
+                if saving is not None:
+                    saving.result()
+                saving = writer.submit(save_image, picture, out)
+
         stills = [p for p in inputs if not is_video_file(p)]
         after = dict(pairwise(stills))  # each still -> the next one to decode ahead
         decoded = {stills[0]: reader.submit(load_image, stills[0])} if many and stills else {}
@@ -198,19 +217,26 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             out = args.output / f"{path.stem}{suffix}" if many else args.output
             if not many and not out.suffix:
                 out = out.with_suffix(suffix)
-            picture = render(path, content, out)
-            if picture is None:
-                continue
-            if saving is not None:
-                saving.result()
-            saving = writer.submit(save_image, picture, out)
+            if lanes > 1:
+                drawing.append((out, renderers.submit(render, path, content, out)))
+            else:
+                drawing.append((out, _done(render(path, content, out))))
+            finish(keep=lanes - 1)
+        finish(keep=0)
         if saving is not None:
             saving.result()
     return 0
 
 
-def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> Render | None:
-    """The OpenVINO path when this run is plain AdaIN work it draws the same (else None: torch's path).
+def _done(picture: Image.Image | None) -> Future:
+    future: Future = Future()
+    future.set_result(picture)
+    return future
+
+
+def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> tuple[Render, int] | None:
+    """The OpenVINO path when this run is plain AdaIN work it draws the same (else None: torch's path), with how
+    many stills it may draw at once (OpenVINO's own count for throughput when there are several, else 1).
 
     That is: the adain method on either engine (:func:`stylizer.engines.choose_engine`), one style picture (no
     weights to check), stills only at most tile size, no colour preservation or method options, on the CPU
@@ -227,7 +253,8 @@ def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> Render | Non
     manifest = Manifest.default()
     engine = choose_engine(manifest, options.get("engine"))
     try:
-        graphs = onnx_engine.OnnxEngine(_export(manifest, engine), engine, fp32=args.fp32)
+        graphs = onnx_engine.OnnxEngine(_export(manifest, engine), engine, fp32=args.fp32,
+                                        throughput=len(inputs) > 1)
     except StylizerError:
         raise  # unusable weights: the torch path would say the same
     except Exception as exc:  # a damaged export, a CPU OpenVINO cannot compile for: torch still draws it
@@ -243,7 +270,7 @@ def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> Render | Non
         log.info("%s -> %s (adain %s on openvino, %.2fs)", path, out, engine, time.perf_counter() - t0)
         return picture
 
-    return render
+    return render, graphs.lanes
 
 
 def _nvidia_driver() -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import queue
 from pathlib import Path
 
 import numpy as np
@@ -91,9 +92,14 @@ def to_picture(x: np.ndarray, size: tuple[int, int]) -> Image.Image:
 
 
 class OnnxEngine:
-    """One engine's two exported graphs compiled by OpenVINO for the CPU."""
+    """One engine's two exported graphs compiled by OpenVINO for the CPU.
 
-    def __init__(self, folder: Path, engine: str, fp32: bool = False) -> None:
+    ``throughput`` (a folder): the stylize graph is compiled for OpenVINO's throughput hint, which splits the cores
+    into streams, and :meth:`stylize` may be called from :attr:`lanes` threads at once (each borrows one of as many
+    infer requests); else for latency, one picture at a time on every core.
+    """
+
+    def __init__(self, folder: Path, engine: str, fp32: bool = False, throughput: bool = False) -> None:
         import openvino as ov
 
         if engine not in ENGINE_MODELS:
@@ -107,9 +113,14 @@ class OnnxEngine:
         if fp32:
             config["INFERENCE_PRECISION_HINT"] = "f32"
         self._style = core.compile_model(str(folder / STYLE_GRAPH), "CPU", config)
-        self._stylize = core.compile_model(str(folder / STYLIZE_GRAPH), "CPU", config)
+        self._stylize = core.compile_model(str(folder / STYLIZE_GRAPH), "CPU",
+                                           {**config, "PERFORMANCE_HINT": "THROUGHPUT"} if throughput else config)
         self._inputs = [i.any_name for i in self._stylize.inputs]
-        self._stylize_request = self._stylize.create_infer_request()
+        #: how many pictures :meth:`stylize` may draw at once
+        self.lanes = max(1, int(self._stylize.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))) if throughput else 1
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.lanes):
+            self._requests.put(self._stylize.create_infer_request())
 
     @classmethod
     def load(cls, manifest: Manifest, engine: str, fp32: bool = False) -> OnnxEngine | None:
@@ -122,7 +133,11 @@ class OnnxEngine:
 
     def stylize(self, content: Image.Image, stats: list[np.ndarray], alpha: float) -> Image.Image:
         """``content`` towards ``stats`` at feature interpolation ``alpha`` (what strength 1 stands for: the
-        manifest's ``full_alpha``); the same size as ``content``."""
+        manifest's ``full_alpha``); the same size as ``content``. Thread-safe up to :attr:`lanes` callers at once."""
         feed = dict(zip(self._inputs, [to_array(content), *stats, np.asarray(alpha, dtype=np.float32)], strict=True))
-        picture = self._stylize_request.infer(feed)[0]
-        return to_picture(picture, content.size)
+        request = self._requests.get()
+        try:
+            # to_picture copies out of the request's output buffer before another picture may reuse it
+            return to_picture(request.infer(feed)[0], content.size)
+        finally:
+            self._requests.put(request)

@@ -86,6 +86,26 @@ def test_graphs_draw_what_the_torch_engine_draws(exported, content_image, style_
     assert ov_err.mean() < 8, ov_err.mean()
 
 
+def test_throughput_lanes_draw_the_same_pictures_at_once(exported, content_image, style_image) -> None:
+    """A folder's engine (throughput hint) is called from its lanes' threads at once: each picture comes out as
+    one drawn alone, none takes another's buffer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    manifest = Manifest.default()
+    alone = exported["student"]
+    lanes = onnx_engine.OnnxEngine(onnx_engine.export_dir(manifest, "student"), "student", fp32=True,
+                                   throughput=True)
+    assert lanes.lanes >= 1
+    stats = alone.style_stats(style_image)
+    pictures = [content_image.resize((72 + 8 * i, 48 + 4 * i)).rotate(90 * i, expand=True) for i in range(6)]
+    with ThreadPoolExecutor(max(2, lanes.lanes)) as pool:
+        together = list(pool.map(lambda p: lanes.stylize(p, stats, 1.0), pictures))
+    for picture, ours in zip(pictures, together, strict=True):
+        ref = alone.stylize(picture, stats, 1.0)
+        assert ours.size == picture.size
+        assert np.abs(np.asarray(ours, dtype=int) - np.asarray(ref, dtype=int)).max() <= 1
+
+
 def test_padding_matches_the_torch_engine(content_image) -> None:
     for size in [(101, 67), (40, 17), (64, 48)]:
         picture = content_image.resize(size)
