@@ -184,9 +184,9 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     render, lanes = onnx if onnx is not None else (_torch_renderer(args, many), 1)
     # Decoding the next input and encoding the last output (Pillow releases the GIL) overlap with stylizing:
     # for the fast methods on a CPU each is a fifth of the time per image. One of each is pending at most.
-    # OpenVINO on a folder stylizes ``lanes`` stills at once (one stream per core or two: 13 % more pictures a
-    # second for the teacher on 2 cores than one stream with both cores, 7 % for the student); torch draws one
-    # at a time, in this thread (Ctrl-C stops it at once).
+    # OpenVINO on a folder stylizes ``lanes`` stills at once (its throughput hint: on 2 cores, two one-core streams
+    # draw 13 % more pictures a second than one two-core stream for the teacher, 7 % for the student); torch draws
+    # one at a time, in this thread (Ctrl-C stops it at once).
     with ThreadPoolExecutor(max_workers=1) as writer, ThreadPoolExecutor(max_workers=1) as reader, \
             ThreadPoolExecutor(max_workers=lanes) as renderers:
         saving: Future | None = None
@@ -229,6 +229,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def _done(picture: Image.Image | None) -> Future:
+    """A picture drawn in this thread, in the shape of one drawn in a lane."""
     future: Future = Future()
     future.set_result(picture)
     return future
