@@ -40,9 +40,9 @@ from torch import nn
 
 from .color import mix_color_moments
 from .device import autocast
+from .engines import ENGINE_MODELS, choose_engine, fits_student, full_alpha, has_model, student_id
 from .engines import STUDENT_MODEL as STUDENT_MODEL_NAME
 from .engines import TEACHER_MODEL as MODEL_NAME
-from .engines import choose_engine, fits_student, full_alpha, has_model, student_id
 from .errors import MethodError, PresetError
 from .features import mean_std, stylize_features
 from .image import load_image, padding_to_multiple, pil_to_tensor, resize_long_side
@@ -313,8 +313,7 @@ class AdaINMethod:
             job.report("style", i + 1, len(job.styles))
         mean, std = mix_stats([s[:3] for s in stats])
         color = mix_color_moments([(s[0], *s[3:]) for s in stats]) if len(stats[0]) == 5 else None
-        model = STUDENT_MODEL_NAME if engine == "student" else MODEL_NAME
-        return mean, std, job.strength * full_alpha(job.manifest, model), color
+        return mean, std, job.strength * full_alpha(job.manifest, ENGINE_MODELS[engine]), color
 
     def run(self, job: MethodJob) -> torch.Tensor:
         engine = self.engine(job)

@@ -2,8 +2,8 @@
 
 Torch-free on purpose: the CLI decides here which engine's OpenVINO export (:mod:`stylizer.onnx_engine`) a job
 runs before anything loads torch, whose import alone costs 1.1-1.9 s on the machines we measured, longer than
-the student takes for 20 photos at 512 px there. :mod:`stylizer.adain` decides with
-the same functions, so the two paths cannot disagree.
+the student takes for 20 photos at 512 px there. :mod:`stylizer.adain` decides with the same functions, so the
+two paths cannot disagree.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from .manifest import Manifest, cached_sha256
 #: ``[models.*]`` names of the teacher's decoder and of the student.
 TEACHER_MODEL = "adain_decoder"
 STUDENT_MODEL = "adain_student"
-ENGINES = ("student", "vgg")
 #: engine -> the ``[models.*]`` entry whose weights it runs
 ENGINE_MODELS = {"student": STUDENT_MODEL, "vgg": TEACHER_MODEL}
+ENGINES = tuple(ENGINE_MODELS)
 #: Environment default for the engine (a job's ``engine`` option wins).
 ENGINE_ENV = "STYLIZER_ADAIN_ENGINE"
 
@@ -78,7 +78,7 @@ def choose_engine(manifest: Manifest, asked: object = None, presets: Iterable[Pa
     asked = str(asked or os.environ.get(ENGINE_ENV, "")).strip().lower()
     if asked and asked not in ENGINES:
         raise MethodError(f"adain: unknown engine {asked!r} (choose {' or '.join(ENGINES)})")
-    for name, model in (("student", STUDENT_MODEL), ("vgg", TEACHER_MODEL)):
+    for name, model in ENGINE_MODELS.items():
         if asked == name and not has_model(manifest, model):
             raise MethodError(f"adain: the {name} engine has no weights ([models.{model}] in the manifest)")
     if asked:

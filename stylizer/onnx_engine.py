@@ -104,7 +104,6 @@ class OnnxEngine:
 
         if engine not in ENGINE_MODELS:
             raise ValueError(f"unknown engine {engine!r}")
-        self.engine = engine
         # The student's torch engine pads style pictures as it pads contents; VGG measures them as they are.
         self._style_multiple = MULTIPLE if engine == "student" else 1
         core = ov.Core()
