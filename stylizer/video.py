@@ -15,6 +15,7 @@ beyond :class:`VideoLimits` raises :class:`~stylizer.errors.VideoError` with a s
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -69,13 +70,30 @@ class VideoInfo:
         return self.width, self.height
 
 
+#: Demuxers we open (FFmpeg's names, one of a comma-separated ``format.name``): what phones, browsers and Telegram
+#: send. Anything else (playlists, image sequences, raw streams, the hundreds of exotic formats) is refused
+#: before a packet is read.
+CONTAINERS = frozenset({"mov", "mp4", "matroska", "webm", "gif", "avi"})
+#: Video decoders we run (FFmpeg codec names).
+VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "libdav1d", "mpeg4", "gif", "mjpeg", "mpeg2video",
+                          "mpeg1video", "theora", "prores", "h263"})
+
+
 def _open(source: Path) -> av.container.InputContainer:
+    """Open a local file only: FFmpeg's protocol whitelist is ``file`` (a crafted file cannot make it reach a URL
+    or another protocol), and the container and the video codec must be on our allow-lists."""
     try:
-        return av.open(str(source), "r")
+        container = av.open(str(source), "r", options={"protocol_whitelist": "file"})
     except FileNotFoundError as exc:
         raise VideoError(f"{source}: no such file") from exc
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"{Path(source).name}: not a video I can read") from exc
+    fmt = set((container.format.name or "").split(","))
+    codecs = {s.codec_context.name for s in container.streams.video}
+    if not fmt & CONTAINERS or not codecs <= VIDEO_CODECS:
+        container.close()
+        raise VideoError(f"{Path(source).name}: not a video format I take (mp4, mov, webm, mkv, avi or GIF)")
+    return container
 
 
 def _rate(stream) -> Fraction:
@@ -223,7 +241,7 @@ def transcode(
             sink = _GifSink(tmp, info.fps) if gif else _Mp4Sink(tmp, info, width, height, container, crf)
             writer = _Writer(sink.write_video)
             try:
-                frames = _decode(container, info, width, height, sink)
+                frames = _decode(container, info, width, height, sink, limits, source.name)
                 for group in _batches(frames, max(1, batch)):
                     if cancel is not None and cancel.is_set():
                         raise Cancelled("cancelled")
@@ -267,8 +285,16 @@ def _stylize_group(group: list[np.ndarray], stylize: FrameFn,
     return y.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def _decode(container, info: VideoInfo, width: int, height: int, sink) -> Iterator[np.ndarray]:
-    """Upright RGB frames at the output size; audio packets go straight to the sink on the way."""
+def _decode(container, info: VideoInfo, width: int, height: int, sink, limits: VideoLimits,
+            name: str) -> Iterator[np.ndarray]:
+    """Upright RGB frames at the output size; audio packets go straight to the sink on the way.
+
+    The header is not trusted: a file whose container says 1 s may hold 100. Frames are counted (each becomes
+    1/fps of the output) and their timestamps read while decoding, and past ``limits`` (time, frames, frame size)
+    the clip is refused instead of being stylized in full.
+    """
+    max_frames = min(limits.max_frames, math.ceil((limits.max_seconds + 0.25) * float(info.fps)))
+    count, first_time = 0, None
     video = container.streams.video[0]
     video.thread_type = "AUTO"
     audio = container.streams.audio[0] if container.streams.audio and sink.takes_audio else None
@@ -282,6 +308,18 @@ def _decode(container, info: VideoInfo, width: int, height: int, sink) -> Iterat
                     sink.write_audio(packet)
             continue
         for frame in packet.decode():
+            count += 1
+            if frame.time is not None:
+                first_time = frame.time if first_time is None else first_time
+                late = frame.time - first_time > limits.max_seconds + 0.25
+            else:
+                late = False
+            if count > max_frames or late:
+                raise VideoError(f"{name}: the video is longer than its header says; "
+                                 f"at most {limits.max_seconds:g} s please")
+            if max(frame.width, frame.height) > limits.max_side:
+                raise VideoError(f"{name}: the video is too large ({frame.width}x{frame.height}), "
+                                 f"the longest side may be at most {limits.max_side} px")
             rgb = frame.reformat(width=dec_w, height=dec_h, format="rgb24",
                                  interpolation="AREA").to_ndarray()
             yield _upright(rgb, info.rotation)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -56,4 +57,26 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: int | Fraction = 24, a
                 chunk.sample_rate, chunk.pts = 44100, start
                 out.mux(sound.encode(chunk))
             out.mux(sound.encode(None))
+    return path
+
+
+def lying_mkv(path: Path, seconds: float, claimed: float, fps: int = 5, size: tuple[int, int] = (64, 48)) -> Path:
+    """A Matroska clip of ``seconds`` whose header says it lasts ``claimed``: the Segment's Duration element
+    (ID 0x4489, an 8-byte float in milliseconds at the default timecode scale) is rewritten after muxing."""
+    frames = pan_frames(None, round(seconds * fps), size, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="matroska") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        for i, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")
+    if at < 0:
+        raise ValueError("no 8-byte Duration element in the muxed file")
+    data[at + 3: at + 11] = struct.pack(">d", claimed * 1000.0)
+    path.write_bytes(bytes(data))
     return path
