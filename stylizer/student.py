@@ -52,6 +52,10 @@ class StudentArch:
 
     widths: tuple[int, int, int, int] = (16, 32, 64, 128)
     skips: bool = False
+    #: the decoder's channels per block when they differ from the encoder's (its input is always the encoder's
+    #: relu4_1). Issue 32's light decoder: VGG-19 itself as the encoder (``widths`` = VGG's, the teacher's exact
+    #: features) and the teacher's decoder plan at half width, ~3.7x fewer decoder MACs.
+    decoder_widths: tuple[int, int, int, int] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -61,7 +65,14 @@ class StudentArch:
         if not text:
             return cls()
         data = json.loads(text)
-        return cls(tuple(data["widths"]), bool(data.get("skips", False)))  # type: ignore[arg-type]
+        dec = data.get("decoder_widths")
+        return cls(tuple(data["widths"]), bool(data.get("skips", False)),  # type: ignore[arg-type]
+                   tuple(dec) if dec else None)  # type: ignore[arg-type]
+
+    @property
+    def dec_widths(self) -> tuple[int, int, int, int]:
+        """The decoder's channels per block (the encoder's unless ``decoder_widths`` says otherwise)."""
+        return self.decoder_widths or self.widths
 
     @property
     def taps(self) -> tuple[str, ...]:
@@ -84,7 +95,8 @@ def encoder_plan(arch: StudentArch) -> list[tuple[str, int, int]]:
 
 def decoder_plan(arch: StudentArch) -> list[tuple[int, int, bool]]:
     """(in, out, upsample after) per decoder conv: the mirror of :class:`stylizer.adain.Decoder`'s plan."""
-    w1, w2, w3, w4 = arch.widths
+    w1, w2, w3, _ = arch.dec_widths
+    w4 = arch.widths[3]  # the encoder's relu4_1
     return [(w4, w3, True), (w3, w3, False), (w3, w3, False), (w3, w3, False), (w3, w2, True),
             (w2, w2, False), (w2, w1, True), (w1, w1, False), (w1, 3, False)]
 
@@ -127,7 +139,9 @@ class StudentDecoder(nn.Module):
         plan = decoder_plan(arch)
         self.up = [up for _, _, up in plan]
         self.convs = nn.ModuleList([nn.Conv2d(cin, cout, 3) for cin, cout, _ in plan])
-        self.skips = nn.ModuleList([nn.Conv2d(w, w, 1) for w in reversed(arch.widths[:3])] if arch.skips else [])
+        self.skips = nn.ModuleList([nn.Conv2d(e, d, 1) for e, d in zip(reversed(arch.widths[:3]),
+                                                                        reversed(arch.dec_widths[:3]), strict=True)]
+                                   if arch.skips else [])
 
     def forward(self, t: torch.Tensor, skips: Sequence[torch.Tensor] = ()) -> torch.Tensor:
         if len(skips) != len(self.skips):
@@ -254,6 +268,8 @@ def widened(student: Student, arch: StudentArch, generator: torch.Generator | No
     projections start at zero, so the skips add nothing until trained.
     """
     old = student.arch
+    if arch.decoder_widths != old.decoder_widths:
+        raise ValueError("widening keeps the decoder's own widths")
     if any(n < o for n, o in zip(arch.widths, old.widths, strict=True)):
         raise ValueError(f"cannot narrow a student from {old.widths} to {arch.widths}")
     if old.skips and not arch.skips:
@@ -292,13 +308,13 @@ def macs(arch: StudentArch, size: int = 512) -> float:
         total += side * side * cin * cout * 9
         if name in _POOL_AFTER:
             side //= 2
-    skips = list(reversed(arch.widths[:3])) if arch.skips else []
+    skips = list(zip(reversed(arch.widths[:3]), reversed(arch.dec_widths[:3]), strict=True)) if arch.skips else []
     for cin, cout, up in decoder_plan(arch):
         total += side * side * cin * cout * 9
         if up:
             side *= 2
             if skips:
-                total += side * side * skips[0] ** 2
+                total += side * side * skips[0][0] * skips[0][1]
                 skips.pop(0)
     return total / 1e9
 

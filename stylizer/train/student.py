@@ -96,6 +96,9 @@ class StudentConfig:
     seed: int = 0
     device: str = "auto"
     widths: tuple[int, int, int, int] = StudentArch().widths
+    #: the decoder's own widths (issue 32's light decoder: ``widths`` = VGG's, so the encoder is the teacher's exact
+    #: VGG-19, and the decoder at half width); None: the encoder's
+    decoder_widths: tuple[int, int, int, int] | None = None
     #: decoder skips with AdaIN at relu1_1..relu3_1 (:class:`stylizer.student.StudentArch`); a file without them
     #: grows them as the same function
     skips: bool = False
@@ -319,7 +322,7 @@ def _ckpt(cfg: StudentConfig, phase: str) -> Path:
 def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embeddings, dict | None]:
     """The student (and embeddings) this phase starts from: its own checkpoint, else phase A's (for B), else
     the pruned teacher."""
-    arch = StudentArch(tuple(cfg.widths), cfg.skips)  # type: ignore[arg-type]
+    arch = StudentArch(tuple(cfg.widths), cfg.skips, cfg.decoder_widths)  # type: ignore[arg-type]
     own = _ckpt(cfg, cfg.phase)
     before = {"b": _ckpt(cfg, "a"), "c": _ckpt(cfg, "b")}.get(cfg.phase)
     source = own if own.is_file() else (before if before is not None and before.is_file() else None)
@@ -336,6 +339,16 @@ def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embedding
         fit_embeddings(student, embed, _sample_images(cfg, 16))
         log.info("%s starts from %s", cfg.phase, cfg.from_student)
         return student.to(device), embed.to(device), None
+    if source is None and cfg.phase == "b" and tuple(arch.widths) == VGG_WIDTHS:
+        # the encoder is VGG-19 itself (nothing for phase A to learn): the pruned teacher with its decoder refitted
+        decoder = load_decoder(Manifest.default(), device)
+        student, kept = pruned_from_teacher(load_state_dict(), decoder.state_dict(), arch)
+        student = student.to(device)
+        batch = TeacherCache(cfg.work / "cache", device).batch(32, torch.Generator().manual_seed(cfg.seed))
+        residuals = refit_decoder(student, decoder, get_vgg(device), batch["content"], batch["style"], cfg.alpha)
+        log.info("decoder refitted to the teacher layer by layer (VGG encoder), relative residuals %s",
+                 " ".join(f"{r:.3f}" for r in residuals))
+        return student, Embeddings(arch, kept).to(device), None
     if source is None:
         if before is not None:
             raise StylizerError(f"phase {cfg.phase} starts from the phase before it or --from-student: no {before}")
@@ -446,7 +459,10 @@ def phase_b_losses(student: Student, vgg, b: dict[str, torch.Tensor], alpha: flo
         pixel = F.l1_loss(out.float(), b["teacher"])
         perceptual = sum(F.mse_loss(v_o[k], v_t[k]) for k in TAPS[:2])
         # relative to the target's energy: the student's relu4_1 lives on its own scale, not VGG's
-        content = F.mse_loss(student.encoder(out)["relu4_1"].float(), t.float()) / t.float().pow(2).mean()
+        # (an encoder that is VGG-19 itself has its relu4_1 of the output in v_o already)
+        f4 = (v_o["relu4_1"] * LAYER_SCALE["relu4_1"] if student.arch.widths == VGG_WIDTHS
+              else student.encoder(out)["relu4_1"].float())
+        content = F.mse_loss(f4, t.float()) / t.float().pow(2).mean()
         style = sum(mean_std_loss(v_o[k], b[f"mean.{k}"][..., None, None] / LAYER_SCALE[k],
                                   b[f"std.{k}"][..., None, None] / LAYER_SCALE[k]) for k in TAPS)
     loss = w["pixel"] * pixel + w["perceptual"] * perceptual + w["content"] * content + w["style"] * style
@@ -612,6 +628,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=StudentConfig.alpha)
     p.add_argument("--widths", type=int, nargs=4, default=list(StudentArch().widths),
                    help="channels per VGG block; wider than a --from-student file's: it is grown (same function)")
+    p.add_argument("--decoder-widths", type=int, nargs=4, default=None,
+                   help="the decoder's own channels per block (with --widths 64 128 256 512: VGG-19 as the encoder, "
+                        "phase b straight from the refitted teacher; issue 32's light decoder)")
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--checkpoint-minutes", type=float, default=StudentConfig.checkpoint_minutes)
     p.add_argument("--skips", action="store_true",
@@ -644,7 +663,8 @@ def run_cli(args: argparse.Namespace) -> int:
         extra_styles=args.extra_styles, from_student=args.from_student, steps=args.steps, batch=args.batch,
         crop=args.crop, lr=args.lr,
         alpha=args.alpha, pairs=args.pairs, max_minutes=args.max_minutes, checkpoint_minutes=args.checkpoint_minutes,
-        seed=args.seed, device=args.device, widths=tuple(args.widths), skips=args.skips, skip_lr=args.skip_lr,
+        seed=args.seed, device=args.device, widths=tuple(args.widths), skips=args.skips,
+        decoder_widths=tuple(args.decoder_widths) if args.decoder_widths else None, skip_lr=args.skip_lr,
         val_size=args.val_size, val_photos=args.val_photos, log_every=args.log_every, recolor=args.recolor)
     for item in filter(None, args.loss_weights.split(",")):
         key, _, value = item.partition("=")
