@@ -12,7 +12,8 @@ sends a photo, presses a preset under the menu, waits for the picture, and again
 of the jobs are done, one worker and one replica are SIGKILLed and started again.
 
 Per scenario: jobs/s, p50/p95 seconds from button press to photo, jobs lost (accepted but never delivered;
-must be 0), duplicates (photos beyond one per job), 429 answers, SIGKILLs. ``batching``: images/s of the
+must be 0), duplicates (photos beyond one per job), 429 answers, SIGKILLs, Bot API calls per job (the photo's
+menu included; start-up and polling not) and by method. ``batching``: images/s of the
 facade's micro-batches (``Stylizer.stylize_batch``) at 512 px against batch size 1, CIN and AdaIN, on this
 machine's device.
 """
@@ -44,6 +45,9 @@ from fake_telegram import FakeTelegram  # noqa: E402
 from postgres import create_database, free_port, postgres_server  # noqa: E402
 
 log = logging.getLogger("bench.scale")
+#: Bot API methods that are not per job: start-up, registration, polling
+SETUP_CALLS = frozenset({"getMe", "getUpdates", "setMyCommands", "setWebhook", "deleteWebhook", "getWebhookInfo",
+                         "setChatMenuButton", "setMyDescription", "setMyShortDescription", "close", "logOut"})
 
 
 def _photo(seed: int, size: tuple[int, int] = (640, 480)) -> bytes:
@@ -208,12 +212,20 @@ async def scenario(mode: str, workers: int, args: argparse.Namespace, pg_base: s
         elapsed = time.monotonic() - started
         delivered = sum(seen.update().photos.get(9000 + u, 0) for u in range(args.users))
         quantiles = statistics.quantiles(latencies, n=20) if len(latencies) >= 2 else [float("nan")] * 19
+        # Bot API calls the bot made for the jobs (set-up and polling excluded): Telegram's 30 messages/s divided by
+        # this is the bot's ceiling in jobs/s, whatever the workers
+        calls: dict[str, int] = {}
+        for call in tg.calls:
+            if call.method not in SETUP_CALLS:
+                calls[call.method] = calls.get(call.method, 0) + 1
         return {
             "mode": mode, "web_replicas": 2 if mode == "production" else 0, "workers": workers,
             "jobs": total, "seconds": round(elapsed, 1), "jobs_per_s": round(len(latencies) / elapsed, 2),
             "p50_s": round(statistics.median(latencies), 2) if latencies else None,
             "p95_s": round(quantiles[18], 2), "lost": lost, "duplicates": max(0, delivered - len(latencies)),
             "http_429": tg.rate_limited, "sigkills": kills,
+            "calls_per_job": round(sum(calls.values()) / max(1, len(latencies)), 2),
+            "calls_by_method": dict(sorted(calls.items())),
         }
     finally:
         procs.stop()
