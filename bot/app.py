@@ -14,9 +14,9 @@ from collections.abc import Awaitable
 from typing import Any
 
 from telegram import Update
-from telegram.ext import AIORateLimiter, Application, BaseUpdateProcessor
+from telegram.ext import AIORateLimiter, Application, BaseUpdateProcessor, CallbackContext
 
-from . import handlers
+from . import handlers, retention
 from .config import Settings
 from .context import CONTEXT_TYPES
 from .db import create_engine, migrate, require_head, session_factory
@@ -77,7 +77,14 @@ async def _post_init(app: Application) -> None:
     app.bot_data["runner"], app.bot_data["trainer"] = runner, trainer
     await trainer.start()
     await runner.start()
+    # this machine's files expire, and those of users who deleted their data go (on every replica)
+    app.job_queue.run_repeating(_sweep, interval=services.settings.sweep_interval, first=1.0,  # type: ignore[union-attr]
+                                name="retention sweep")
     await handlers.publish_menus(app, services.settings)
+
+
+async def _sweep(context: CallbackContext) -> None:
+    await retention.sweep(context.application.bot_data["services"])
 
 
 async def _post_stop(app: Application) -> None:

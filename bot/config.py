@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     max_jobs_per_user: int = Field(2, ge=1)  # queued + running at once
     rate_per_minute: int = Field(6, ge=1)  # accepted jobs per user per minute
     max_queue: int = Field(50, ge=1)  # queued jobs overall before new ones are refused
+    # Slow (optimisation) jobs cost minutes per megapixel on a CPU: their long side is capped (the full-resolution
+    # file of a high-quality result included), a user has at most one at a time, and at most MAX_SLOW_JOBS wait
+    # or run at once, so they can never fill every worker.
+    max_slow_size: int = Field(1536, ge=64, le=2048)
+    max_slow_jobs: int = Field(2, ge=1)
     # Clips (videos, GIF animations, video notes): Telegram's sendVideo takes at most 50 MB.
     max_video_seconds: float = Field(60, gt=0)
     video_size: int = Field(480, ge=64, le=1920)  # long side of stylized clips (video notes: at most 640)
@@ -50,6 +55,9 @@ class Settings(BaseSettings):
     default_strength: float = Field(1.0, ge=0.25, le=1.0)
     gatys_steps: int | None = Field(None, ge=1)  # None: the method's default
     progress_interval: float = Field(1.5, gt=0)  # seconds between status-message edits
+    # A job is silent this long: no "queued" message, no chat action, no progress (a quick photo's only Bot API
+    # calls are the button's answer and the photo). 0: announce every job at once.
+    quiet_seconds: float = Field(2.0, ge=0, le=30)
     preview_interval: float = Field(8.0, ge=0)  # seconds between Gatys preview updates; 0: no previews
     presets_per_page: int = Field(6, ge=1, le=20)
     sheet_size: int = Field(256, ge=64, le=512)  # long side of each picture on the "all styles" sheet
@@ -73,6 +81,9 @@ class Settings(BaseSettings):
     webhook_url: str = ""
     webhook_listen: str = "127.0.0.1:8443"
     webhook_secret: str = ""
+    # A webhook update is claimed before it runs; a copy arriving meanwhile is answered 503 (Telegram retries). A
+    # claim this old whose update never finished belonged to a replica that died mid-update: it is taken over.
+    update_claim_seconds: float = Field(120, ge=1)
 
     # Production mode (web replicas + `python -m bot worker`, PostgreSQL only). Fast single photos of one style
     # share forward passes: up to BATCH_MAX jobs, waiting at most BATCH_WAIT_MS for each other (1: no batching).
@@ -84,6 +95,11 @@ class Settings(BaseSettings):
     # workers), so that together they stay under it; 429 answers are retried after retry_after.
     messages_per_second: float = Field(30, gt=0, le=30)
     retries_on_429: int = Field(5, ge=0, le=50)
+
+    # Retention: every file on a machine's disk (inputs, fetched copies, results) is removed after this many hours,
+    # and every process sweeps its disk this often (seconds), removing too the files of users who deleted their data.
+    file_retention_hours: float = Field(72, gt=0)
+    sweep_interval: float = Field(300, gt=0)
 
     log_level: str = "INFO"
 

@@ -26,6 +26,15 @@ class Base(DeclarativeBase):
     pass
 
 
+#: Ids that are never handed out twice. SQLite without AUTOINCREMENT gives a new row the highest *remaining* id + 1,
+#: so after one user's /privacy deletion another user's new job could get the id a render or a button still holds
+#: (a result sent to the wrong chat, the wrong job cancelled). PostgreSQL's sequences never go back anyway.
+#: The tables nothing references by foreign key carry it (migration 0006 rebuilds them); images and albums are
+#: parents (rebuilding one would cascade into its children inside the migration's transaction) and every use of
+#: their ids checks the owner first (``store.user_image``).
+NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 class JobStatus:
     QUEUED = "queued"
     RUNNING = "running"
@@ -78,6 +87,7 @@ class Album(Base):
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     media_group_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    menu_sent_at: Mapped[datetime | None] = mapped_column(DateTime)  # its one menu (photos reach several replicas)
 
     __table_args__ = (Index("ix_albums_user_group", "user_id", "media_group_id", unique=True),)
 
@@ -117,6 +127,7 @@ class Job(Base):
     """One stylization request; the persisted queue (status queued/running survive restarts)."""
 
     __tablename__ = "jobs"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), default=JobKind.STYLIZE, server_default=JobKind.STYLIZE)
@@ -151,6 +162,7 @@ class PresetRow(Base):
     """A preset users can pick: synced from the stylizer manifests at start; admins toggle ``enabled``."""
 
     __tablename__ = "presets"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -166,6 +178,7 @@ class TrainingRun(Base):
     """An admin's /train request: draft preset, progress, and whether it was published."""
 
     __tablename__ = "training_runs"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     admin_id: Mapped[int] = mapped_column(BigInteger)
@@ -186,6 +199,7 @@ class Event(Base):
     """Every incoming update (message, command, button), with what the bot made of it."""
 
     __tablename__ = "events"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     update_id: Mapped[int] = mapped_column(BigInteger, index=True)
@@ -200,10 +214,13 @@ class Event(Base):
 
 
 class ProcessedUpdate(Base):
-    """Webhook updates whose effects are committed: Telegram re-delivers an update it got no 200 for, and
-    a re-delivered one found here is answered 200 without running again (``python -m bot web``)."""
+    """Webhook updates claimed or processed: Telegram re-delivers an update it got no 200 for, and a re-delivered
+    one found here processed is answered 200 without running again, one found in flight 503 (``python -m bot web``)."""
 
     __tablename__ = "processed_updates"
 
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    processed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # claimed before it runs (the insert decides between two copies arriving at once); processed when its effects
+    # are committed (NULL while in flight)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-INT = r"(\d+)"
+#: A database id or a small number: ASCII digits only (``\d`` also takes other scripts' digits, which ``int`` then
+#: reads or refuses) and at most 18 of them, so every match fits a 64-bit column. Anything else matches no route
+#: and is answered as an unknown button: a refused event, never an error.
+INT = r"([0-9]{1,18})"
 WORD = r"([a-z0-9_]{1,40})"
 #: Telegram's limit on callback_data
 MAX_DATA = 64
@@ -23,7 +26,7 @@ class Route:
 
     @property
     def pattern(self) -> re.Pattern[str]:
-        return re.compile("^" + ":".join([re.escape(self.code), *self.args]) + "$")
+        return re.compile(r"\A" + ":".join([re.escape(self.code), *self.args]) + r"\Z")
 
     def data(self, *values: object) -> str:
         if len(values) != len(self.args):

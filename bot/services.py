@@ -7,6 +7,7 @@ metadata (:class:`stylizer.facade.MethodInfo`): the bot never names a method.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -34,6 +35,11 @@ class Services:
     stylizer: Stylizer = field(init=False)
     methods: dict[str, MethodInfo] = field(default_factory=dict)  # the available ones, in preference order
     alerts: AdminAlerts = field(init=False)
+    #: full decodes of incoming pictures at once in this process: a 200 KB PNG can claim 7000x7000 px and cost
+    #: ~0.8 GB to decode, so 32 users sending one each must queue here, not take 25 GB
+    decodes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    #: Telegram's file_id of each thumbnail already sent (by path and mtime): galleries re-send ids, not bytes
+    thumbnail_ids: dict[tuple[str, float], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:

@@ -6,17 +6,32 @@ name says otherwise, so one request can group its writes into one transaction.
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import User as TgUser
 
 from stylizer.manifest import Manifest
 
-from .models import Album, Event, Job, JobKind, JobStatus, PresetRow, StoredImage, TrainingRun, User, utcnow
+from .models import (
+    Album,
+    Event,
+    Job,
+    JobKind,
+    JobStatus,
+    PresetRow,
+    ProcessedUpdate,
+    StoredImage,
+    TrainingRun,
+    User,
+    utcnow,
+)
 
 
 async def upsert_user(session: AsyncSession, tg_user: TgUser) -> User:
@@ -47,6 +62,20 @@ async def mark_event(session: AsyncSession, update_id: int, outcome: str, reason
     await session.execute(update(Event).where(Event.id == latest).values(**values))
 
 
+def file_stem(file_unique_id: str) -> str:
+    """A file name from Telegram's ``file_unique_id`` (or any id a client sends): letters, digits, ``_`` and ``-``
+    only, bounded, so no id can climb out of its folder or collide with our own names."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", file_unique_id)[:100] or "_"
+
+
+async def lock_user(session: AsyncSession, user_id: int) -> None:
+    """Hold one user's lock until the transaction ends (PostgreSQL: an advisory lock), so limit checks and the
+    insert that follows them cannot interleave with the same user's request on another replica. SQLite serves one
+    process, whose handlers already run one at a time per user."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": user_id})
+
+
 async def find_image(session: AsyncSession, user_id: int, file_unique_id: str) -> StoredImage | None:
     return await session.scalar(
         select(StoredImage).where(StoredImage.user_id == user_id, StoredImage.file_unique_id == file_unique_id)
@@ -70,11 +99,31 @@ async def active_jobs(session: AsyncSession, user_id: int | None = None) -> list
     return list(await session.scalars(query))
 
 
+def renders(kind: str, params: dict, inputs: list[int] | None) -> int:
+    """How many pictures a job renders: what it costs against the per-minute limit (a sheet of every preset is
+    one picture per preset, an album one per photo, not one job)."""
+    if kind == JobKind.SHEET:
+        return max(1, len(params.get("presets") or []))
+    if kind == JobKind.ALBUM:
+        return max(1, len(inputs or []))
+    return 1
+
+
 async def count_recent_jobs(session: AsyncSession, user_id: int, seconds: float = 60) -> int:
+    """Pictures the user's jobs of the last ``seconds`` render (:func:`renders`)."""
     since = utcnow() - timedelta(seconds=seconds)
-    return await session.scalar(
-        select(func.count()).select_from(Job).where(Job.user_id == user_id, Job.queued_at >= since)
-    ) or 0
+    recent = await session.execute(select(Job.kind, Job.params, Job.inputs)
+                                   .where(Job.user_id == user_id, Job.queued_at >= since))
+    return sum(renders(kind, params or {}, inputs) for kind, params, inputs in recent)
+
+
+async def claim_album_menu(session: AsyncSession, album_id: int) -> bool:
+    """Whether this process sends the album's one menu (commits): its photos may reach several web replicas, each
+    with its own timer; the first to mark the row wins."""
+    taken = await session.execute(update(Album).where(Album.id == album_id, Album.menu_sent_at.is_(None))
+                                  .values(menu_sent_at=utcnow()))
+    await session.commit()
+    return taken.rowcount == 1  # type: ignore[attr-defined]
 
 
 async def job_for_update(session: AsyncSession, update_id: int) -> Job | None:
@@ -120,6 +169,14 @@ async def listed_presets(session: AsyncSession, methods: Iterable[str]) -> list[
     query = (select(PresetRow).where(PresetRow.enabled.is_(True), PresetRow.available.is_(True),
                                      PresetRow.method.in_(list(methods))).order_by(PresetRow.id))
     return list(await session.scalars(query))
+
+
+async def usable_presets(session: AsyncSession, names: Iterable[str]) -> set[str]:
+    """Which of ``names`` users may run now: enabled by the admins and still in a manifest. Every way to a preset
+    (the menu, a deep link, an old result's buttons, a mix) is checked against this when its job is accepted."""
+    query = select(PresetRow.name).where(PresetRow.name.in_(list(names)), PresetRow.enabled.is_(True),
+                                         PresetRow.available.is_(True))
+    return set(await session.scalars(query))
 
 
 async def all_presets(session: AsyncSession) -> list[PresetRow]:
@@ -181,3 +238,55 @@ async def shareable(session: AsyncSession, user_id: int, limit: int, job_id: int
 
 async def event_id(session: AsyncSession, update_id: int) -> int | None:
     return await session.scalar(select(func.max(Event.id)).where(Event.update_id == update_id))
+
+
+class Claim(enum.Enum):
+    """What :func:`claim_update` found: ours to run, already run, or running elsewhere right now."""
+
+    MINE = "mine"
+    DONE = "done"
+    BUSY = "busy"
+
+
+async def claim_update(session: AsyncSession, update_id: int, stale_after: float) -> Claim:
+    """Claim a webhook update before running it (commits).
+
+    The claim is the row's insert, so of two copies arriving at once exactly one wins (the primary key decides, on
+    any replica); a claim older than ``stale_after`` seconds whose update never finished belonged to a replica
+    that died mid-update and is taken over (compare-and-set on its ``claimed_at``).
+    """
+    now = utcnow()
+    session.add(ProcessedUpdate(update_id=update_id, claimed_at=now, processed_at=None))
+    try:
+        await session.commit()
+        return Claim.MINE
+    except IntegrityError:
+        await session.rollback()
+    row = await session.get(ProcessedUpdate, update_id)
+    if row is None:  # released between our insert and this read: let Telegram try again
+        return Claim.BUSY
+    if row.processed_at is not None:
+        return Claim.DONE
+    if row.claimed_at is not None and row.claimed_at > now - timedelta(seconds=stale_after):
+        return Claim.BUSY
+    taken = await session.execute(
+        update(ProcessedUpdate)
+        .where(ProcessedUpdate.update_id == update_id, ProcessedUpdate.processed_at.is_(None),
+               ProcessedUpdate.claimed_at == row.claimed_at)
+        .values(claimed_at=now))
+    await session.commit()
+    return Claim.MINE if taken.rowcount == 1 else Claim.BUSY  # type: ignore[attr-defined]
+
+
+async def finish_update(session: AsyncSession, update_id: int) -> None:
+    """The claimed update's effects are committed: a re-delivery is now answered without running (commits)."""
+    await session.execute(update(ProcessedUpdate).where(ProcessedUpdate.update_id == update_id)
+                          .values(processed_at=utcnow()))
+    await session.commit()
+
+
+async def release_update(session: AsyncSession, update_id: int) -> None:
+    """Give up an unfinished claim (the update failed before its effects committed), so a re-delivery runs it."""
+    await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.update_id == update_id,
+                                                        ProcessedUpdate.processed_at.is_(None)))
+    await session.commit()

@@ -7,8 +7,12 @@ more than PTB's built-in webhook server gives:
 * a request without the right ``X-Telegram-Bot-Api-Secret-Token`` gets 403 and runs nothing;
 * 200 only after the update has been processed and its effects committed; a replica killed mid-request
   answers nothing, so Telegram re-delivers the update to another one;
-* an update whose effects are already committed (``processed_updates``) is answered 200 without running
-  again, so a re-delivery after a late crash is processed once.
+* an update is claimed in ``processed_updates`` *before* it runs, so a copy that arrives while the first is still
+  in flight (on this replica or another) is answered 503 and retried by Telegram later, and one whose effects are
+  committed is answered 200 without running again; a claim whose replica died goes stale after
+  ``UPDATE_CLAIM_SECONDS`` and is taken over;
+* updates run through the application's update processor: users concurrently, each user's in order (one user's
+  20 MB download stalls nobody else).
 
 No stylization runs here: accepted jobs are persisted (``Role.FRONT``: the row and its pgqueuer entry in one
 transaction) for ``python -m bot worker`` processes.
@@ -24,13 +28,12 @@ import signal
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from sqlalchemy.exc import IntegrityError
 from telegram import Update
 from telegram.ext import Application
 
+from . import store
 from .app import build_application
 from .config import Settings
-from .models import ProcessedUpdate, utcnow
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -40,10 +43,12 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 def make_web_app(application: Application, settings: Settings) -> web.Application:
     services: Services = application.bot_data["services"]
     path = urlsplit(settings.webhook_url).path or "/"
-    lock = asyncio.Lock()  # one update at a time per replica keeps a user's updates in order here
+    secret = settings.webhook_secret.encode()
 
     async def receive(request: web.Request) -> web.Response:
-        if not hmac.compare_digest(request.headers.get(SECRET_HEADER, ""), settings.webhook_secret):
+        # compared as bytes: a header with characters outside ASCII is a wrong token (403), not a TypeError (500)
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, secret):
             return web.Response(status=403, text="wrong secret token")
         try:
             data = await request.json()
@@ -51,17 +56,21 @@ def make_web_app(application: Application, settings: Settings) -> web.Applicatio
         except (ValueError, KeyError, TypeError, json.JSONDecodeError):
             return web.Response(status=400, text="not an update")
         async with services.sessions() as session:
-            if await session.get(ProcessedUpdate, update_id) is not None:
-                return web.Response(text="already processed")
-        update = Update.de_json(data, application.bot)
-        async with lock:
-            await application.process_update(update)  # handler errors go to the error handler, not here
+            claim = await store.claim_update(session, update_id, settings.update_claim_seconds)
+        if claim is store.Claim.DONE:
+            return web.Response(text="already processed")
+        if claim is store.Claim.BUSY:  # the same update is being processed right now (here or on another replica)
+            return web.Response(status=503, text="being processed", headers={"Retry-After": "5"})
+        try:
+            update = Update.de_json(data, application.bot)
+            # the application's update processor: users concurrently, each user's updates in order
+            await application.update_processor.process_update(update, application.process_update(update))
+        except BaseException:
+            async with services.sessions() as session:  # let Telegram's re-delivery run it again
+                await store.release_update(session, update_id)
+            raise
         async with services.sessions() as session:
-            session.add(ProcessedUpdate(update_id=update_id, processed_at=utcnow()))
-            try:
-                await session.commit()
-            except IntegrityError:  # another replica finished the same re-delivered update first
-                await session.rollback()
+            await store.finish_update(session, update_id)
         return web.Response(text="ok")
 
     async def health(request: web.Request) -> web.Response:

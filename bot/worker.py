@@ -24,6 +24,7 @@ from pgqueuer.queries import Queries
 from sqlalchemy.engine import make_url
 from telegram.ext import ExtBot
 
+from . import retention
 from .app import rate_limiter
 from .config import Settings
 from .db import create_engine, require_head, session_factory
@@ -80,6 +81,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 await runner.stop()
 
             watcher = asyncio.create_task(stopper())
+            sweeper = asyncio.create_task(retention.sweep_forever(services))
             log.info("worker on %s: %d at a time, claims up to %d jobs, heartbeat timeout %.0f s",
                      services.device, runner.worker_count, claim, settings.heartbeat_timeout)
             try:
@@ -88,6 +90,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                                   dequeue_timeout=timedelta(seconds=10))
             finally:
                 watcher.cancel()
+                sweeper.cancel()
     finally:
         if not connection.is_closed():
             await connection.close()

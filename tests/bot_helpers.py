@@ -58,6 +58,7 @@ def make_settings(tg: Any, tmp_path: Path, **overrides: Any) -> Settings:
         "workers": 2,
         "gatys_steps": 4,
         "progress_interval": 0.1,
+        "quiet_seconds": 0,  # every job announced at once (tests that count calls set their own)
         "rate_per_minute": 100,
         "max_jobs_per_user": 3,
     }
@@ -283,6 +284,13 @@ class UserChat:
 
     async def document(self, data: bytes, file_name: str, mime_type: str, **kwargs: Any) -> Any:
         return await _resolve(self.tg.user_sends_document(self.user_id, data, file_name, mime_type, **kwargs))
+
+    async def forge_press(self, data: str) -> Any:
+        """A callback with any ``data`` from this user (a modified client, someone else's buttons, forged ids)."""
+        return await _resolve(self.tg.user_forges_press(self.user_id, data))
+
+    async def inline(self, query: str) -> Any:
+        return await _resolve(self.tg.user_inline_query(self.user_id, query))
 
     async def press(self, data: str) -> Any:
         """Press the button carrying ``data`` on the newest bot message that has it (as a user would)."""

@@ -673,6 +673,22 @@ class FakeTelegram:
                  "chat_instance": str(-(10**18) - user_id), "data": callback_data}
         return self._push_update("callback_query", query)
 
+    def user_forges_press(self, user_id: int, callback_data: str, message_id: int | None = None) -> Sent:
+        """A callback query with any data, on one of the user's own bot messages (the newest by default): what a
+        modified client, a stranger's copy of someone else's buttons or an old keyboard sends. Telegram does
+        not check the data against the message's buttons for the bot; the bot must."""
+        mine = self.messages(user_id)
+        message = next((m for m in mine if m["message_id"] == message_id), None) if message_id else (
+            mine[-1] if mine else None)
+        if message is None:
+            message = {"message_id": 1, "date": int(time.time()), "chat": {"id": user_id, "type": "private"},
+                       "from": copy.deepcopy(self.bot_user), "text": "…"}
+        query_id = f"{next(self._query_ids)}{secrets.randbelow(10**9):09d}"
+        self._pending_queries.add(query_id)
+        query = {"id": query_id, "from": copy.deepcopy(self.user(user_id)), "message": copy.deepcopy(message),
+                 "chat_instance": str(-(10**18) - user_id), "data": callback_data}
+        return self._push_update("callback_query", query)
+
     async def press_button(self, user_id: int, text_prefix: str, message_id: int | None = None) -> Sent:
         """Press the newest inline button whose text starts with ``text_prefix`` (optionally on one message)."""
         message, button = self.find_button(user_id, text_prefix, message_id)

@@ -145,15 +145,20 @@ async def test_high_quality_shows_a_preview_then_the_result(tg, tmp_path: Path) 
 
 async def test_cancel_command_cancels_queued_jobs(tg, tmp_path: Path) -> None:
     settings = make_settings(tg, tmp_path, gatys_steps=400, workers=1, max_jobs_per_user=3)
+    ensure_presets(settings)
     async with running_bot(settings):
         chat = UserChat(tg, 104)
         await _menu(chat)
-        for seed in (4, 5):  # two high-quality jobs: one runs, one waits
-            await chat.press("hq:1")
-            await chat.wait_text("High quality")
-            await chat.photo(picture(80, 80, seed=seed))
-            await chat.wait_text("In the queue")
+        # a high-quality job runs (a user has one at a time), a quick one waits behind it
+        await chat.press("hq:1")
+        await chat.wait_text("High quality")
+        await chat.photo(picture(80, 80, seed=4))
+        await chat.wait_text("In the queue")
         await chat.wait_text("%", method="editMessageText")
+        menu = next(m for m in reversed(tg.messages(104)) if any(
+            b.get("callback_data", "").startswith("ps:") for b in tg.buttons(m)))
+        await chat.press(next(b["callback_data"] for b in tg.buttons(menu) if b["callback_data"].startswith("ps:")))
+        await chat.wait_text("In the queue")
         await chat.text("/cancel")
         await chat.wait_text("Cancelled 2")
         await asyncio.sleep(0.5)

@@ -145,8 +145,8 @@ async def test_web_replicas_and_workers_survive_sigkill(tg, tmp_path: Path, post
         # never twice, except a job whose worker died between sending and recording (then it ran again)
         assert photos[user] == 1 or (photos[user] == 2 and attempts > 1), (user, photos[user], attempts)
     assert any(attempts > 1 for *_, attempts in jobs)  # the killed worker's jobs were redone elsewhere
-    fetched = [*(tmp_path / "worker_a" / "var" / "images" / "fetched").glob("*"),
-               *(tmp_path / "worker_b" / "var" / "images" / "fetched").glob("*")]
+    fetched = [*(tmp_path / "worker_a" / "var" / "images").glob("*/fetched/*"),
+               *(tmp_path / "worker_b" / "var" / "images").glob("*/fetched/*")]
     assert len(fetched) >= len(users)  # every picture came to a worker through getFile
     delivered = {u for u, _, status in tg.deliveries if status == 200}
     pushed = len(users) * 2

@@ -11,7 +11,7 @@ from pathlib import Path
 from telegram import InputMediaPhoto, Update
 from telegram.error import TelegramError
 
-from .. import keyboards, routes, store
+from .. import keyboards, retention, routes, store
 from ..context import BotContext
 from ..i18n import N_, NAMES, negotiate
 from ..models import User
@@ -45,8 +45,11 @@ async def cmd_start(update: Update, context: BotContext) -> None:
     name = update.effective_user.first_name if update.effective_user else ""
     link = (context.args or [""])[0]
     if link.startswith(DEEP_LINK_PREFIX):
-        preset = services.stylizer.manifest.presets.get(link.removeprefix(DEEP_LINK_PREFIX))
-        if preset is None or preset.method not in services.methods:
+        preset = services.stylizer.manifest.presets.get(link.removeprefix(DEEP_LINK_PREFIX)[:64])
+        if preset is not None:
+            async with services.sessions() as session:
+                usable = preset.name in await store.usable_presets(session, [preset.name])
+        if preset is None or not usable or preset.method not in services.methods:
             await reply(update, context, _("That style isn't available any more — send a photo to see the others."))
             return
         async with services.sessions() as session:
@@ -105,18 +108,25 @@ async def cmd_styles(update: Update, context: BotContext) -> None:
                    if row.name in manifest.presets and manifest.presets[row.name].thumbnail is not None
                    and manifest.presets[row.name].thumbnail.is_file()]  # type: ignore[union-attr]
     chat_id = update.effective_chat.id  # type: ignore[union-attr]
+    known = services.thumbnail_ids
     for start in range(0, len(with_thumbs), 10):  # sendMediaGroup takes 2..10 items
         chunk = with_thumbs[start:start + 10]
-        media = [InputMediaPhoto(await asyncio.to_thread(p.read_bytes), caption=row.display_name or row.name)  # type: ignore[union-attr]
-                 for row, p in chunk]
+        keys = [(str(p), p.stat().st_mtime) for _row, p in chunk]  # type: ignore[union-attr]
+        # a thumbnail Telegram already has goes by its file_id: no upload
+        media = [InputMediaPhoto(known.get(key) or await asyncio.to_thread(p.read_bytes),  # type: ignore[union-attr]
+                                 caption=row.display_name or row.name)
+                 for key, (row, p) in zip(keys, chunk, strict=True)]
         try:
             if len(media) == 1:
-                await context.bot.send_photo(chat_id, media[0].media, caption=media[0].caption)
+                sent = [await context.bot.send_photo(chat_id, media[0].media, caption=media[0].caption)]
             else:
-                await context.bot.send_media_group(chat_id, media)
+                sent = list(await context.bot.send_media_group(chat_id, media))
         except TelegramError as exc:
             log.warning("gallery failed: %s", exc)
             break
+        for key, message in zip(keys, sent, strict=False):
+            if message.photo:
+                known[key] = message.photo[-1].file_id
     lines = [f"• {row.display_name or row.name}" for row in presets]
     await reply(update, context, _("Styles:") + "\n" + "\n".join(lines) + "\n\n" + _("Send a photo to use one."))
 
@@ -264,6 +274,8 @@ async def cb_privacy(update: Update, context: BotContext) -> None:
         files = await store.delete_user_data(session, user_id)
         await session.commit()
     removed = await asyncio.to_thread(_remove_files, files)
+    # everything else of theirs on this machine now; other machines' sweeps find their folders orphaned
+    removed += await asyncio.to_thread(retention.forget_user_files, services.settings, user_id)
     log.info("deleted the data of user %s (%d files)", user_id, removed)
     await query.edit_message_text(_("🗑 Done: I deleted your settings, pictures, results and history."))
 

@@ -66,7 +66,10 @@ async def record_update(update: Update, context: BotContext) -> None:
 
 async def on_error(update: object, context: BotContext) -> None:
     """Log, record, alert the admins (rate-limited) and apologise; one bad update takes nothing else down."""
-    log.error("error while handling %s", update, exc_info=context.error)
+    # the update's id only: the whole update carries the user's words, names and files into the log, which
+    # /privacy cannot reach (the events row, which it does reach, has the details)
+    which = update.update_id if isinstance(update, Update) else type(update).__name__
+    log.error("error while handling update %s", which, exc_info=context.error)
     if not isinstance(update, Update):
         return
     try:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
 from telegram import InlineQueryResultCachedPhoto, Update
 
 from .. import store
 from ..context import BotContext
+from ..routes import INT
 
 #: how many results an empty inline query offers
 RECENT = 20
+#: the Share button's query: ``#`` and a job id (ASCII digits, bounded as route arguments are)
+SHARED = re.compile(r"\A#" + INT + r"\Z")
 
 
 async def on_inline_query(update: Update, context: BotContext) -> None:
     query = update.inline_query
     assert query is not None
-    text = query.query.strip()
-    job_id = int(text[1:]) if text.startswith("#") and text[1:].isdigit() else None
+    shared = SHARED.match(query.query.strip())
+    job_id = int(shared.group(1)) if shared else None
     services = context.services
     async with services.sessions() as session:
         jobs = await store.shareable(session, query.from_user.id, RECENT, job_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,13 +18,14 @@ from telegram import Update
 from telegram.error import TelegramError
 
 from stylizer.errors import ImageError, VideoError
-from stylizer.image import load_image
-from stylizer.video import VideoLimits, probe
+from stylizer.image import IMAGE_FORMATS, load_image
+from stylizer.video import probe
 
 from .. import i18n, store
 from ..context import BotContext
 from ..i18n import N_
 from ..jobs import JobSpec
+from ..jobs.render import video_limits
 from ..models import MediaKind, StoredImage, User, utcnow
 from ..services import Services
 from ..tg import quoting
@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Telegram refuses photos whose sides differ by more than 20x.
 MAX_ASPECT = 20
-IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif",
-                 "AVIF": "avif", "HEIF": "heic"}
+#: the stored file's extension per Pillow format
+EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif",
+              "AVIF": "avif", "HEIF": "heic"}
 
 
 def _inspect(data: bytes, max_side: int) -> tuple[int, int, str]:
@@ -48,8 +49,8 @@ def _inspect(data: bytes, max_side: int) -> tuple[int, int, str]:
         raise ImageError(f"image is too large: {width}x{height}, the longest side may be at most {max_side} px")
     if max(width, height) > MAX_ASPECT * min(width, height):
         raise ImageError(f"image is too long and thin ({width}x{height}); the sides may differ at most {MAX_ASPECT}x")
-    with Image.open(io.BytesIO(data)) as raw:
-        ext = IMAGE_FORMATS.get(raw.format or "", "img")
+    with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as raw:
+        ext = EXTENSIONS.get(raw.format or "", "img")
     return width, height, ext
 
 
@@ -104,8 +105,7 @@ async def save_input(services: Services, user_id: int, file_id: str, file_unique
 
 
 def input_path(services: Services, user_id: int, file_unique_id: str, ext: str) -> Path:
-    safe_id = re.sub(r"[^A-Za-z0-9_-]", "_", file_unique_id)[:100]
-    return services.settings.images_dir / str(user_id) / f"{safe_id}.{ext}"
+    return services.settings.images_dir / str(user_id) / f"{store.file_stem(file_unique_id)}.{ext}"
 
 
 def write_file(path: Path, data: bytes) -> None:
@@ -129,7 +129,8 @@ async def intake(update: Update, context: BotContext, file_id: str, file_unique_
     if data is None:
         return None
     try:
-        width, height, ext = await asyncio.to_thread(_inspect, data, services.settings.max_image_side)
+        async with services.decodes:  # a few full decodes at a time, however many users send pictures at once
+            width, height, ext = await asyncio.to_thread(_inspect, data, services.settings.max_image_side)
     except ImageError as exc:
         reason = str(exc).removeprefix("image: ")
         await refuse(update, context, f"bad image: {reason}",
@@ -158,9 +159,8 @@ async def intake_clip(update: Update, context: BotContext, kind: str, file_id: s
         return None
     path = input_path(services, user_id, file_unique_id, "mp4")
     await asyncio.to_thread(write_file, path, data)
-    limits = VideoLimits(max_seconds=settings.max_video_seconds, max_side=settings.max_image_side)
     try:
-        info = await asyncio.to_thread(probe, path, limits)
+        info = await asyncio.to_thread(probe, path, video_limits(settings))
     except VideoError as exc:
         path.unlink(missing_ok=True)
         reason = str(exc).split(": ", 1)[-1]
@@ -197,6 +197,12 @@ async def on_photo(update: Update, context: BotContext) -> None:
     message = update.effective_message
     assert message is not None and message.photo
     photo = message.photo[-1]
+    side = context.services.settings.max_image_side
+    if max(photo.width, photo.height) > side:  # Telegram says the size: refused before any download
+        await refuse(update, context, f"photo too large: {photo.width}x{photo.height}",
+                     context.tr("😕 I can't use that picture: it is {width}×{height}, the longest side may be at most "
+                                "{side} px.", width=photo.width, height=photo.height, side=side))
+        return
     await _picture(update, context, photo.file_id, photo.file_unique_id, photo.file_size)
 
 
@@ -260,6 +266,8 @@ async def _album_menu(context: BotContext) -> None:
     if first is None:  # every photo of it was refused (too large, corrupt...)
         return
     async with services.sessions() as session:
+        if not await store.claim_album_menu(session, data["album"]):  # another replica's timer sent it
+            return
         image = await session.get(StoredImage, first)
     text, markup = await menu(services, _, first)
     await context.bot.send_message(job.chat_id, text, reply_markup=markup,

@@ -42,6 +42,8 @@ async def cb_noop(update: Update, context: BotContext) -> None:
 @on(routes.PAGE)
 async def cb_page(update: Update, context: BotContext) -> None:
     image_id, page = map(int, args(context))
+    if await _own_image(update, context, image_id) is None:  # another user's menu shows nothing of theirs
+        return
     await answer(update)
     await show_presets(update, context, image_id, page, edit=True)
 
@@ -116,14 +118,14 @@ async def cb_own_style(update: Update, context: BotContext) -> None:
 
 @on(routes.HIGH_QUALITY)
 async def cb_high_quality(update: Update, context: BotContext) -> None:
-    image_id = int(args(context)[0])
-    async with context.services.sessions() as session:
-        image = await session.get(StoredImage, image_id)
-    if image is not None and (image.is_clip or image.album_id is not None):
+    image = await _own_image(update, context, int(args(context)[0]))  # the owner first, then anything of it
+    if image is None:
+        return
+    if image.is_clip or image.album_id is not None:
         await refuse(update, context, "hq for a clip or album",
                      context.tr("High quality mode works on one photo at a time — pick a style instead."))
         return
-    await _await_style(update, context, image_id, context.services.hq_method,
+    await _await_style(update, context, image.id, context.services.hq_method,
                        context.tr("✨ High quality mode: send me the style picture. This takes a few minutes; "
                                   "I'll show the progress. /cancel to stop."))
 

@@ -90,11 +90,16 @@ class Delivery:
 
     # -- results -------------------------------------------------------------------------------------
 
-    async def deliver(self, job_id: int, media: str, rendered: Rendered, elapsed: float) -> None:
-        """Send the result and record it; a job whose user deleted their data meanwhile is dropped."""
+    async def deliver(self, claimed: Job, media: str, rendered: Rendered, elapsed: float) -> None:
+        """Send the result and record it, only while the row is still the job this worker claimed: same owner, same
+        chat, still running on this attempt. A job whose user deleted their data meanwhile, one cancelled on
+        another replica or handed to another worker, is dropped (its files too)."""
+        job_id = claimed.id
         async with self.services.sessions() as session:
             job = await session.get(Job, job_id)
-            if job is None or job.status == JobStatus.CANCELLED:  # deleted, or cancelled on another replica
+            if (job is None or job.status != JobStatus.RUNNING or job.attempts != claimed.attempts
+                    or (job.user_id, job.chat_id) != (claimed.user_id, claimed.chat_id)):
+                log.info("job %d: not delivered, the row is no longer this claim", job_id)
                 for path in rendered.paths:
                     path.unlink(missing_ok=True)
                 return
@@ -207,25 +212,28 @@ class Delivery:
         else:
             await safe_send(self.bot, job.chat_id, text, reply_to=job.reply_to)
 
-    async def tick(self, job_id: int, chat_id: int, message_id: int | None, media: str, live: Live,
-                   _: Translator, shown: Callable[[str], Awaitable[bool]]) -> None:
-        """While a job runs: keep the chat action alive and mirror progress into the status message.
+    async def tick(self, chat_id: int, media: str, live: Live, _: Translator,
+                   shown: Callable[[str], Awaitable[bool]]) -> None:
+        """While a job runs: keep the chat action alive and mirror progress into the status message (``shown``
+        sends it when the job has none yet).
 
-        Methods that send previews (high quality) get one extra photo message, updated in place at most
-        every ``PREVIEW_INTERVAL`` seconds and deleted when the job ends.
+        Nothing at all for the first ``QUIET_SECONDS``: a quick job's photo is its only news (Telegram's
+        30 messages/s are the bot's ceiling in jobs/s, and every status message and edit spends them). Methods
+        that send previews (high quality) get one extra photo message, updated in place at most every
+        ``PREVIEW_INTERVAL`` seconds and deleted when the job ends.
         """
         action = ChatAction.UPLOAD_VIDEO if media in MediaKind.CLIPS else ChatAction.UPLOAD_PHOTO
         last_action = last_preview = 0.0
         shown_preview, preview_id = 0, None
         try:
+            await asyncio.sleep(self.settings.quiet_seconds)
             while True:
                 now = time.monotonic()
                 if now - last_action >= 4.5:  # a chat action lasts 5 s
                     last_action = now
                     with contextlib.suppress(TelegramError):
                         await self.bot.send_chat_action(chat_id, action)
-                if message_id:
-                    await shown(working_text(_, media, live))
+                await shown(working_text(_, media, live))
                 if (live.preview is not None and live.preview_version != shown_preview
                         and now - last_preview >= self.settings.preview_interval > 0):
                     shown_preview, last_preview = live.preview_version, now

@@ -45,7 +45,7 @@ from ..services import Services
 from ..tg import safe_edit, safe_send
 from . import pgq
 from .batcher import MicroBatcher
-from .delivery import Delivery, queued_text, working_text
+from .delivery import Delivery, queued_text
 from .render import Rendered, Renderer, Work
 
 #: A job whose worker died this many times (say, killed for memory) is failed instead of run again.
@@ -110,6 +110,7 @@ class JobRunner:
         self._stopping = False
         self._refresher: asyncio.Task | None = None
         self._refreshed_at = 0.0
+        self._announcers: set[asyncio.Task] = set()
 
     @property
     def renderer(self) -> Renderer:
@@ -158,6 +159,8 @@ class JobRunner:
         self._stopping = True
         if self._refresher is not None:
             self._refresher.cancel()
+        for task in list(self._announcers):
+            task.cancel()
         for event in self._cancels.values():
             event.set()
         try:
@@ -174,11 +177,13 @@ class JobRunner:
     async def accept(self, spec: JobSpec) -> Job:
         """Check the limits, persist the job, then tell the user and queue it; raises :class:`Refused`.
 
-        Called from update handlers, which never run concurrently for one user (``PerUserUpdateProcessor``),
-        so the limit checks and the insert cannot race.
+        Called from update handlers, which never run concurrently for one user in one process
+        (``PerUserUpdateProcessor``); across web replicas the transaction takes a per-user lock in PostgreSQL, so
+        the limit checks and the insert cannot race there either.
         """
         _ = translator(spec.locale)
         async with self.services.sessions() as session:
+            await store.lock_user(session, spec.user_id)  # the checks and the insert, one user at a time everywhere
             if spec.update_id is not None and (done := await store.job_for_update(session, spec.update_id)):
                 log.info("update %d was re-delivered: its job %d exists", spec.update_id, done.id)
                 return done
@@ -188,10 +193,23 @@ class JobRunner:
                     "You already have {n} picture in progress. Please wait for it to finish, or /cancel.",
                     "You already have {n} pictures in progress. Please wait for them to finish, or /cancel.",
                     in_flight))
-            if await store.count_recent_jobs(session, spec.user_id) >= self.settings.rate_per_minute:
+            cost = store.renders(spec.kind, spec.params, spec.inputs)
+            if await store.count_recent_jobs(session, spec.user_id) + cost > max(self.settings.rate_per_minute, cost):
                 raise Refused(_("That's a lot of pictures in one minute 🙂 Please wait a little and try again."))
             if len(await store.queued_ids(session)) >= self.settings.max_queue:
                 raise Refused(_("I'm very busy right now. Please try again in a few minutes."))
+            wanted = {name for name in (spec.preset, (spec.params.get("mix") or {}).get("preset")) if name}
+            if wanted - await store.usable_presets(session, wanted):  # disabled since the button or link was made
+                raise Refused(_("That style is no longer available — please pick another."))
+            if self.services.is_slow(spec.method):
+                spec.params = self.bounded(spec.method, spec.params)
+                slow = [j for j in await store.active_jobs(session) if self.services.is_slow(j.method)]
+                if any(j.user_id == spec.user_id for j in slow):
+                    raise Refused(_("You already have a high-quality picture in progress. Please wait for it to "
+                                    "finish, or /cancel."))
+                if len(slow) >= self.settings.max_slow_jobs:
+                    raise Refused(_("High quality mode is busy right now. Please try again in a few minutes, "
+                                    "or pick a quick style."))
             job = Job(user_id=spec.user_id, chat_id=spec.chat_id, content_image_id=spec.content_image_id,
                       style_image_id=spec.style_image_id, preset=spec.preset, method=spec.method,
                       params=spec.params, parent_id=spec.parent_id, status=JobStatus.QUEUED, kind=spec.kind,
@@ -211,19 +229,42 @@ class JobRunner:
             await session.commit()  # persisted (and queued) before the user is told anything
             position = await store.queue_position(session, job.id)
             eta = self._eta(position, await store.typical_run_seconds(session))
-        text = queued_text(_, position, eta)
-        message_id = await safe_send(self.bot, spec.chat_id, text, self.delivery.cancel_markup(job), spec.reply_to)
-        if message_id is not None:
-            self._shown[job.id] = text
-            async with self.services.sessions() as session:
-                row = await session.get(Job, job.id)
-                if row is not None:
-                    row.status_message_id = message_id
-                    await session.commit()
-            job.status_message_id = message_id
+        if self.settings.quiet_seconds:  # a job done by then needs no "queued" message: its photo says it all
+            task = asyncio.create_task(self._announce_later(job, position, eta))
+            self._announcers.add(task)
+            task.add_done_callback(self._announcers.discard)
+        else:
+            await self._announce(job, queued_text(_, position, eta))
         if self.local_workers:
             await self.queue.put(job.id)
         return job
+
+    async def _announce_later(self, job: Job, position: int, eta: float | None) -> None:
+        """After ``QUIET_SECONDS``, the "queued" status message of a job still waiting (with its Cancel button)."""
+        await asyncio.sleep(self.settings.quiet_seconds)
+        async with self.services.sessions() as session:
+            row = await session.get(Job, job.id)
+            if row is None or row.status != JobStatus.QUEUED or row.status_message_id:
+                return
+            position = await store.queue_position(session, job.id) or position
+            eta = self._eta(position, await store.typical_run_seconds(session))
+        await self._announce(job, queued_text(translator(job.locale), position, eta))
+
+    async def _announce(self, job: Job, text: str) -> None:
+        message_id = await safe_send(self.bot, job.chat_id, text, self.delivery.cancel_markup(job), job.reply_to)
+        if message_id is not None:
+            self._shown[job.id] = text
+            await self._set_message(job.id, message_id)
+            job.status_message_id = message_id
+
+    def bounded(self, method: str, params: dict) -> dict:
+        """``params`` with the long side within the method's cap: a slow method never renders above
+        ``MAX_SLOW_SIZE`` (the full-resolution file of a high-quality result included), whatever asked for it."""
+        if not self.services.is_slow(method):
+            return params
+        cap = self.settings.max_slow_size
+        size = int(params.get("size") or self.settings.output_size)
+        return {**params, "size": min(size, cap)} if size > cap or "size" not in params else params
 
     def _eta(self, position: int, typical: float | None) -> float | None:
         """Seconds until a job at ``position`` is done: rounds of WORKERS jobs at the recent median job time."""
@@ -287,7 +328,8 @@ class JobRunner:
             return None
         if Path(image.path).is_file():
             return Path(image.path)
-        copy = self.settings.images_dir / "fetched" / f"{image.file_unique_id}{Path(image.path).suffix or '.jpg'}"
+        copy = (self.settings.images_dir / str(image.user_id) / "fetched"
+                / f"{store.file_stem(image.file_unique_id)}{Path(image.path).suffix or '.jpg'}")
         if copy.is_file():
             return copy
         try:
@@ -319,7 +361,8 @@ class JobRunner:
             style_path = Path(job.params["style_file"]) if job.params.get("style_file") else None
         first = present[0][0]
         return Work(job.id, job.user_id, job.kind, [path for _, path in present], first.kind,
-                    max(first.width, first.height), job.method, dict(job.params), job.preset, style_path)
+                    max(first.width, first.height), job.method, self.bounded(job.method, dict(job.params)),
+                    job.preset, style_path)
 
     async def _claim(self, job_id: int) -> Job | None:
         """Mark the job running; None when there is nothing to run (cancelled, deleted, done meanwhile).
@@ -354,22 +397,31 @@ class JobRunner:
         self._cancels[job_id] = cancel
         self._shown.pop(job_id, None)
         message_id = job.status_message_id
-        if message_id is None:
-            message_id = await safe_send(self.bot, job.chat_id, working_text(_, work.media),
-                                         self.delivery.cancel_markup(job), job.reply_to)
-            await self._set_message(job_id, message_id)
         self._refresh_soon()
         live = Live()
 
         async def show(text: str) -> bool:
+            """Mirror ``text`` into the job's status message, sending one when it has none yet (the "queued" one
+            may have been sent meanwhile, by this process or a web replica: the row says)."""
+            nonlocal message_id
             if self._shown.get(job_id) == text:
                 return True
-            ok = await safe_edit(self.bot, job.chat_id, message_id, text, self.delivery.cancel_markup(job))  # type: ignore[arg-type]
+            if message_id is None:
+                async with self.services.sessions() as session:
+                    row = await session.get(Job, job_id)
+                    message_id = row.status_message_id if row is not None else None
+            if message_id is None:
+                message_id = await safe_send(self.bot, job.chat_id, text, self.delivery.cancel_markup(job),
+                                             job.reply_to)
+                await self._set_message(job_id, message_id)
+                ok = message_id is not None
+            else:
+                ok = await safe_edit(self.bot, job.chat_id, message_id, text, self.delivery.cancel_markup(job))
             if ok:
                 self._shown[job_id] = text
             return ok
 
-        ticker = asyncio.create_task(self.delivery.tick(job_id, job.chat_id, message_id, work.media, live, _, show))
+        ticker = asyncio.create_task(self.delivery.tick(job.chat_id, work.media, live, _, show))
         watcher = asyncio.create_task(self._watch_cancel(job_id, cancel)) if self.role is Role.WORKER else None
         started = time.perf_counter()
         try:
@@ -393,7 +445,7 @@ class JobRunner:
             self._shown.pop(job_id, None)
             self._cancels.pop(job_id, None)
             self._user_cancelled.discard(job_id)
-        await self.delivery.deliver(job_id, work.media, rendered, time.perf_counter() - started)
+        await self.delivery.deliver(job, work.media, rendered, time.perf_counter() - started)
         return True
 
     async def _render(self, work: Work, live: Live, cancel: threading.Event) -> Rendered:

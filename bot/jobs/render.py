@@ -18,9 +18,16 @@ from PIL import Image, ImageDraw, ImageFont
 from stylizer.errors import StylizerError
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest, StylizeResult
 from stylizer.methods import Progress, ProgressFn
+from stylizer.video import VideoLimits
 
 from ..config import Settings
 from ..models import JobKind, MediaKind
+
+
+def video_limits(settings: Settings) -> VideoLimits:
+    """The clip limits of intake's probe *and* of the render, which counts time and frames while decoding: a clip
+    whose header lies about its length is refused there, whatever the probe believed."""
+    return VideoLimits(max_seconds=settings.max_video_seconds, max_side=settings.max_image_side)
 
 #: Telegram's sendPhoto limit; results are JPEG-encoded below it (the PNG is offered as a file).
 PHOTO_LIMIT = 10 * 1024 * 1024
@@ -174,7 +181,8 @@ class Renderer:
         if work.media == MediaKind.VIDEO_NOTE:
             size = min(size, VIDEO_NOTE_SIDE)
         path = self._folder(work) / f"{work.job_id}.mp4"
-        result = self.stylizer.stylize_video(self.request(work, work.contents[0], size, progress, cancel), path)
+        result = self.stylizer.stylize_video(self.request(work, work.contents[0], size, progress, cancel), path,
+                                             limits=video_limits(self.settings))
         limit = self.settings.max_video_output_mb
         if path.stat().st_size > limit * 2**20:
             mb = path.stat().st_size / 2**20
