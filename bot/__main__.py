@@ -1,10 +1,12 @@
 """``python -m bot [ROLE]``: configure from the environment / ``.env`` and run one role.
 
-* (none) — all-in-one: polling, in-process workers, SQLite by default (``bash scripts/run``).
+* (none) — all-in-one: polling, in-process workers and the HTTP front end on ``HTTP_LISTEN``, SQLite by default
+  (``bash scripts/run``); without ``BOT_TOKEN``, the HTTP front end alone (:mod:`bot.standalone`).
 * ``migrate`` — apply the Alembic migrations to ``DATABASE_URL`` (SQLite or PostgreSQL) and exit; needs no token.
 * ``web`` — webhook front end (:mod:`bot.web`): ``WEBHOOK_URL``, ``WEBHOOK_LISTEN``, ``WEBHOOK_SECRET``; jobs
   are queued in PostgreSQL for worker processes, nothing is stylized here.
 * ``worker`` — stylizer worker (:mod:`bot.worker`): takes the queued jobs, sends the results.
+* ``apikey create NAME | list | revoke NAME`` — the HTTP API's keys (the key is printed once, stored hashed).
 
 ``web`` and ``worker`` need ``DATABASE_URL=postgresql+asyncpg://...``: the queue (pgqueuer) lives there.
 """
@@ -20,13 +22,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-ROLES = ("migrate", "web", "worker")
+ROLES = ("migrate", "web", "worker", "apikey")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("role", nargs="?", choices=ROLES, help="default: the all-in-one bot")
+    parser.add_argument("role", nargs="?", choices=ROLES,
+                        help="default: the all-in-one bot (the HTTP service alone without a token)")
+    parser.add_argument("args", nargs="*", help="apikey: create NAME | list | revoke NAME")
     args = parser.parse_args(argv)
 
     from .config import Settings
@@ -42,9 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per getUpdates poll otherwise
     if args.role == "migrate":
         return asyncio.run(_migrate(settings.database_url))
+    if args.role == "apikey":
+        return asyncio.run(_apikey(settings.database_url, args.args))
+    if not settings.bot_token and args.role is None and settings.http_listen:  # no bot: the HTTP service alone
+        from stylizer.process import keep_freed_memory
+
+        from . import standalone
+
+        keep_freed_memory()
+        return _run_role(standalone.serve(settings))
     if not settings.bot_token:
-        print("error: BOT_TOKEN is not set: put it in the environment or in .env (see .env.example)",
-              file=sys.stderr)
+        print("error: BOT_TOKEN is not set (put it in the environment or in .env, see .env.example) and HTTP_LISTEN "
+              "is empty: nothing to run", file=sys.stderr)
         return 2
 
     if args.role in ("web", "worker") and not settings.uses_postgres:
@@ -84,6 +97,41 @@ def _run_role(main: Coroutine[Any, Any, None]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+async def _apikey(url: str, words: list[str]) -> int:
+    """``apikey create NAME`` (the key is the last line printed, shown once), ``list``, ``revoke NAME``."""
+    from . import apikeys
+    from .db import create_engine, migrate, session_factory
+
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+        async with session_factory(engine)() as session:
+            if len(words) == 2 and words[0] == "create":
+                try:
+                    client, key = await apikeys.create(session, words[1][:64])
+                except ValueError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+                print(f"API key for {client.name} (shown once; send it as Authorization: Bearer <key>):")
+                print(key)
+                return 0
+            if words == ["list"]:
+                for client in await apikeys.listing(session):
+                    state = f"revoked {client.revoked_at:%Y-%m-%d}" if client.revoked_at else "active"
+                    print(f"{client.id}\t{client.name}\t{state}\tcreated {client.created_at:%Y-%m-%d %H:%M}")
+                return 0
+            if len(words) == 2 and words[0] == "revoke":
+                if await apikeys.revoke(session, words[1]):
+                    print(f"revoked {words[1]}")
+                    return 0
+                print(f"error: no active key named {words[1]!r}", file=sys.stderr)
+                return 2
+    finally:
+        await engine.dispose()
+    print("usage: python -m bot apikey create NAME | list | revoke NAME", file=sys.stderr)
+    return 2
 
 
 async def _migrate(url: str) -> int:

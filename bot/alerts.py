@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-
-from telegram import Bot
-from telegram.error import TelegramError
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    """What can message an admin: the Telegram bot (``telegram.Bot`` has this method), whoever holds it."""
+
+    async def send_message(self, chat_id: int, text: str) -> Any: ...
 
 
 class AdminAlerts:
@@ -22,7 +26,7 @@ class AdminAlerts:
         self._last = -float("inf")
         self._suppressed = 0
 
-    async def send(self, bot: Bot, text: str) -> bool:
+    async def send(self, bot: Sender, text: str) -> bool:
         """Alert every admin unless one was alerted within ``interval``; True if sent."""
         if not self.admin_ids:
             return False
@@ -37,6 +41,6 @@ class AdminAlerts:
         for admin in self.admin_ids:
             try:
                 await bot.send_message(admin, text[:4000])
-            except TelegramError as exc:
+            except Exception as exc:  # an alert that fails is logged, never raised into the failure it reports
                 log.info("alert to admin %s failed: %s", admin, exc)
         return True

@@ -20,7 +20,10 @@ from . import handlers, retention
 from .config import Settings
 from .context import CONTEXT_TYPES
 from .db import create_engine, migrate, require_head, session_factory
+from .http.app import make_http_app, start_site
+from .http.delivery import ApiDelivery
 from .jobs import JobRunner, Role
+from .jobs.delivery import TelegramDelivery
 from .services import Services
 from .training import Trainer
 
@@ -72,11 +75,13 @@ async def _post_init(app: Application) -> None:
     for folder in (services.settings.images_dir, services.settings.results_dir, services.settings.presets_dir):
         folder.mkdir(parents=True, exist_ok=True)
     await services.reload_presets()
-    runner = JobRunner(services, app.bot, role)
+    runner = JobRunner(services, [TelegramDelivery(services, app.bot), ApiDelivery(services)], role)
     trainer = Trainer(services, app.bot)
     app.bot_data["runner"], app.bot_data["trainer"] = runner, trainer
     await trainer.start()
     await runner.start()
+    if role is Role.ALL and services.settings.http_listen:  # the HTTP front end beside polling
+        app.bot_data["http"] = await start_site(make_http_app(services, runner), services.settings.http_listen)
     # this machine's files expire, and those of users who deleted their data go (on every replica)
     app.job_queue.run_repeating(_sweep, interval=services.settings.sweep_interval, first=1.0,  # type: ignore[union-attr]
                                 name="retention sweep")
@@ -88,6 +93,8 @@ async def _sweep(context: CallbackContext) -> None:
 
 
 async def _post_stop(app: Application) -> None:
+    if "http" in app.bot_data:
+        await app.bot_data.pop("http").cleanup()
     for key in ("trainer", "runner"):
         if key in app.bot_data:
             await app.bot_data[key].stop()

@@ -96,6 +96,16 @@ class Settings(BaseSettings):
     messages_per_second: float = Field(30, gt=0, le=30)
     retries_on_429: int = Field(5, ge=0, le=50)
 
+    # The HTTP front end (REST API, MAX contract, docs): `python -m bot` serves it beside polling (alone without a
+    # BOT_TOKEN), `python -m bot web` on WEBHOOK_LISTEN beside the webhook. HTTP_LISTEN empty: off.
+    http_listen: str = "127.0.0.1:8080"
+    api_anonymous: bool = True  # callers without a key may use it (their limits are per IP / browser session)
+    api_requests_per_minute: int = Field(120, ge=1)  # per key, and per anonymous IP
+    api_jobs_at_once: int = Field(4, ge=1)  # queued + running jobs of one key (or anonymous caller)
+    api_jobs_per_minute: int = Field(30, ge=1)  # pictures rendered per minute for one key (or anonymous caller)
+    result_ttl: float = Field(86400, gt=0)  # seconds an API upload or result is kept
+    cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser ("*": any)
+
     # Retention: every file on a machine's disk (inputs, fetched copies, results) is removed after this many hours,
     # and every process sweeps its disk this often (seconds), removing too the files of users who deleted their data.
     file_retention_hours: float = Field(72, gt=0)

@@ -11,7 +11,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .i18n import N_
@@ -109,6 +121,9 @@ class StoredImage(Base):
     message_id: Mapped[int | None] = mapped_column(BigInteger)  # the message that last carried it (replies quote it)
     album_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("albums.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # An upload through the HTTP API: its bytes in the database, where every process reads them (no file_id). No
+    # foreign key: images is a parent table SQLite cannot alter in place; an expired blob reads as a gone input.
+    blob_id: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_images_user_unique", "user_id", "file_unique_id", unique=True),)
 
@@ -127,7 +142,7 @@ class Job(Base):
     """One stylization request; the persisted queue (status queued/running survive restarts)."""
 
     __tablename__ = "jobs"
-    __table_args__ = NEVER_REUSED
+    __table_args__ = (Index("ix_jobs_user_idempotency", "user_id", "idempotency_key", unique=True), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), default=JobKind.STYLIZE, server_default=JobKind.STYLIZE)
@@ -156,6 +171,15 @@ class Job(Base):
     # The update that asked for it: a webhook update re-delivered after a replica died mid-request makes no
     # second job (NULL for jobs nobody asked for by an update, which never clash).
     update_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # Which front end it came from (``telegram`` | ``api``), told what becomes of it (bot.jobs.origin).
+    origin: Mapped[str] = mapped_column(String(16), default="telegram", server_default="telegram")
+    # The HTTP API's view: an unguessable id (128 random bits), the caller's Idempotency-Key with the request's
+    # hash, progress in [0, 1] while it runs, and the result kept where every replica reads it.
+    public_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    progress: Mapped[float | None] = mapped_column(Float)
+    result_blob_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("blobs.id", ondelete="SET NULL"))
 
 
 class PresetRow(Base):
@@ -224,3 +248,31 @@ class ProcessedUpdate(Base):
     # are committed (NULL while in flight)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Blob(Base):
+    """Bytes every process must read wherever they were written: the HTTP API's uploads and results (the replica
+    answering ``GET /result`` is rarely the worker that rendered it). They expire (``RESULT_TTL``)."""
+
+    __tablename__ = "blobs"
+    __table_args__ = NEVER_REUSED
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class ApiClient(Base):
+    """An API key's holder. Only the key's SHA-256 is stored; the key is shown once, when it is made."""
+
+    __tablename__ = "api_clients"
+    __table_args__ = NEVER_REUSED
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from . import blobs
 from .config import Settings
 from .models import User
 from .services import Services
@@ -66,9 +67,13 @@ def _sweep_files(settings: Settings, users: set[int], now: float) -> int:
 
 
 async def sweep(services: Services) -> int:
-    """One pass over this machine's files (see the module's docstring); returns how many were removed."""
+    """One pass over this machine's files (see the module's docstring), and the database's expired blobs (the HTTP
+    API's uploads and results, ``RESULT_TTL``); returns how many files were removed."""
     async with services.sessions() as session:
         users = set(await session.scalars(select(User.id)))
+        expired = await blobs.expire(session)
+    if expired:
+        log.info("retention: removed %d expired blob(s)", expired)
     removed = await asyncio.to_thread(_sweep_files, services.settings, users, time.time())
     if removed:
         log.info("retention: removed %d file(s)", removed)

@@ -11,11 +11,11 @@ import re
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import User as TgUser
 
 from stylizer.manifest import Manifest
 
@@ -34,7 +34,16 @@ from .models import (
 )
 
 
-async def upsert_user(session: AsyncSession, tg_user: TgUser) -> User:
+class Person(Protocol):
+    """A Telegram user as far as the database cares (``telegram.User`` is one)."""
+
+    id: int
+    username: str | None
+    first_name: str
+    language_code: str | None
+
+
+async def upsert_user(session: AsyncSession, tg_user: Person) -> User:
     """The user's row, created on first contact and refreshed with their current name."""
     user = await session.get(User, tg_user.id)
     if user is None:

@@ -34,6 +34,7 @@ from telegram.ext import Application
 from . import store
 from .app import build_application
 from .config import Settings
+from .http.app import make_http_app
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,9 @@ def make_web_app(application: Application, settings: Settings) -> web.Applicatio
             await store.finish_update(session, update_id)
         return web.Response(text="ok")
 
-    async def health(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application(client_max_size=2 * 1024 * 1024)
+    # the HTTP front end (API, MAX contract, docs) and Telegram's webhook on one port
+    app = make_http_app(services, application.bot_data["runner"])
     app.router.add_post(path, receive)
-    app.router.add_get("/healthz", health)
     return app
 
 

@@ -28,7 +28,9 @@ from . import retention
 from .app import rate_limiter
 from .config import Settings
 from .db import create_engine, require_head, session_factory
+from .http.delivery import ApiDelivery
 from .jobs import JobRunner, Role
+from .jobs.delivery import TelegramDelivery
 from .jobs.pgq import ENTRYPOINT, payload_job_id
 from .services import Services
 
@@ -70,7 +72,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     connection = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         async with bot:
-            runner = JobRunner(services, bot, Role.WORKER)
+            runner = JobRunner(services, [TelegramDelivery(services, bot), ApiDelivery(services)],
+                               Role.WORKER)
             manager = build_queue(runner, connection)
             claim = settings.batch_max
 

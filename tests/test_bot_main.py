@@ -1,22 +1,38 @@
-"""``python -m bot`` refuses to start without a token: exit code 2 and one line on stderr."""
+"""``python -m bot`` without a token: the HTTP service alone; with nothing to run, exit code 2 and one line."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+
+from postgres import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_missing_token_exits_2(tmp_path: Path) -> None:
+def test_missing_token_serves_http_alone_and_without_http_exits_2(tmp_path: Path) -> None:
+    """No BOT_TOKEN: the HTTP service alone, printing its URL; no token and no HTTP_LISTEN: nothing to run (2)."""
     env = {k: v for k, v in os.environ.items() if k != "BOT_TOKEN"}
-    env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+    env.update(PYTHONPATH=str(ROOT), HTTP_LISTEN=f"127.0.0.1:{free_port()}", LOG_LEVEL="WARNING")
+    proc = subprocess.Popen([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith(f"Stylebot HTTP service: http://{env['HTTP_LISTEN']}/"), line
+        with urllib.request.urlopen(f"http://{env['HTTP_LISTEN']}/healthz", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    env["HTTP_LISTEN"] = ""
+    done = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=60)
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "BOT_TOKEN" in proc.stderr
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "BOT_TOKEN" in done.stderr and "HTTP_LISTEN" in done.stderr
 
 
 def test_bad_setting_exits_2(tmp_path: Path) -> None:
@@ -39,4 +55,4 @@ def test_migrate_role_needs_no_token_and_builds_the_schema(tmp_path: Path, postg
     import sqlite3
 
     with sqlite3.connect(tmp_path / "var" / "bot.db") as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0006",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0007",)]

@@ -130,3 +130,17 @@ def test_cancel_stops_and_leaves_no_file(pan: Path, tmp_path: Path) -> None:
     with pytest.raises(Cancelled):
         Stylizer().stylize_video(_request(pan, progress=progress, cancel=cancel), tmp_path / "out.mp4")
     assert not list(tmp_path.glob("*out*"))
+
+
+def test_a_clip_whose_header_lies_is_stopped_while_decoding(tmp_path) -> None:
+    """The header says 1 s, the file holds 8: counted while decoding, refused at the limit, no output left."""
+    from clips import lying_mkv
+
+    from stylizer.errors import VideoError
+    from stylizer.video import VideoLimits, probe, transcode
+
+    clip = lying_mkv(tmp_path / "lie.mkv", seconds=8, claimed=1)
+    assert probe(clip).duration == pytest.approx(1.0)  # what the container claims
+    with pytest.raises(VideoError, match="longer than its header says"):
+        transcode(clip, tmp_path / "out.mp4", lambda x: x, limits=VideoLimits(max_seconds=3))
+    assert not list(tmp_path.glob("*out*"))

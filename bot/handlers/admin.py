@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from telegram import Update
 from telegram.error import TelegramError
 
-from .. import keyboards, routes, store
+from .. import apikeys, keyboards, routes, store
 from ..context import BotContext
 from ..i18n import N_
 from ..models import Job, JobStatus, PresetRow, TrainingRun, User, utcnow
@@ -227,3 +227,33 @@ async def cmd_stats(update: Update, context: BotContext) -> None:
             lines.append(f"  {key}: {percentile(values, 50):.1f} / {percentile(values, 95):.1f} s "
                          f"({percentile(runs, 50):.1f} / {percentile(runs, 95):.1f} s), n={len(values)}")
     await reply(update, context, "\n".join(lines))
+
+
+@command("apikey", N_("HTTP API keys: create NAME, list, revoke NAME"), admin=True)
+async def cmd_apikey(update: Update, context: BotContext) -> None:
+    """The HTTP API's keys from the chat (the key is shown once; ``python -m bot apikey`` does the same)."""
+    _ = context.tr
+    words = list(context.args or [])
+    async with context.services.sessions() as session:
+        if len(words) == 2 and words[0] == "create" and re.fullmatch(r"[\w.-]{1,64}", words[1]):
+            try:
+                client, key = await apikeys.create(session, words[1])
+            except ValueError:
+                await reply(update, context, _("A key named {name} exists already; revoke it first.", name=words[1]))
+                return
+            await mark(update, context, "accepted", f"apikey create {client.name}")
+            await reply(update, context, _("API key for {name} (shown once; send it as "
+                                           "Authorization: Bearer <key>):", name=client.name) + f"\n\n{key}")
+            return
+        if words == ["list"]:
+            clients = await apikeys.listing(session)
+            lines = [f"{c.id}. {c.name} — " + (_("revoked") if c.revoked_at else _("active")) for c in clients]
+            await reply(update, context, "\n".join(lines) or _("No API keys yet."))
+            return
+        if len(words) == 2 and words[0] == "revoke":
+            done = await apikeys.revoke(session, words[1])
+            await mark(update, context, "accepted" if done else "rejected", f"apikey revoke {words[1][:64]}")
+            await reply(update, context, _("Revoked {name}.", name=words[1]) if done
+                        else _("No active key named {name}.", name=words[1]))
+            return
+    await reply(update, context, _("Usage: /apikey create NAME, /apikey list, /apikey revoke NAME"))

@@ -14,6 +14,7 @@ from telegram.error import TelegramError
 from .. import keyboards, retention, routes, store
 from ..context import BotContext
 from ..i18n import N_, NAMES, negotiate
+from ..jobs.delivery import style_title
 from ..models import User
 from .common import answer, current_user, mark, refuse, reply
 from .intake import input_path, save_input
@@ -140,7 +141,7 @@ async def cmd_history(update: Update, context: BotContext) -> None:
     if not jobs:
         await reply(update, context, _("No results yet. Send me a photo to start!"))
         return
-    titles = {job.id: context.runner.delivery.style_title(job, _) for job in jobs}
+    titles = {job.id: style_title(context.services, job, _) for job in jobs}
     lines = [f"#{job.id} · {titles[job.id]} · {job.finished_at:%Y-%m-%d %H:%M} UTC" for job in jobs if job.finished_at]
     await reply(update, context, _("Your recent results (tap to try another style on the same photo):") + "\n"
                 + "\n".join(lines), keyboards.history_keyboard(jobs, titles))

@@ -134,8 +134,6 @@ def user_params(services: Services, user: User, method: str) -> dict:
         "preserve_color": bool(user.preserve_color),
         "size": min(user.output_size or settings.output_size, settings.max_output_size),
     }
-    if services.is_slow(method) and settings.gatys_steps:
-        params["steps"] = settings.gatys_steps
     return params
 
 

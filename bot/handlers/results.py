@@ -154,13 +154,10 @@ async def _parent(update: Update, context: BotContext) -> Job | None:
 
 
 async def _variant(update: Update, context: BotContext, parent: Job, **changes) -> None:
-    services = context.services
     method = changes.pop("method", parent.method)
     kind = changes.pop("kind", parent.kind if parent.kind != JobKind.SHEET else JobKind.STYLIZE)
     content_id = changes.pop("content_image_id", parent.content_image_id)
     params = {**{k: v for k, v in parent.params.items() if k != "as_document"}, **changes}
-    if services.is_slow(method) and services.settings.gatys_steps:
-        params["steps"] = services.settings.gatys_steps
     spec = JobSpec(user_id=parent.user_id, chat_id=update.effective_chat.id,  # type: ignore[union-attr]
                    content_image_id=content_id, style_image_id=parent.style_image_id,
                    preset=parent.preset, method=method, params=params, parent_id=parent.id, kind=kind,

@@ -26,6 +26,7 @@ from ..models import Job, JobKind, JobStatus, MediaKind, utcnow
 from ..progress import Live, bar
 from ..services import Services
 from ..tg import quoting, safe_edit, safe_send
+from .origin import still_claimed
 from .render import Rendered, jpeg
 
 log = logging.getLogger(__name__)
@@ -52,20 +53,155 @@ def working_text(_: Translator, media: str, live: Live | None = None) -> str:
     return _("🎨 Working on your {noun}… {percent}%", noun=noun, percent=percent) + "\n" + bar(percent)
 
 
-class Delivery:
+def style_title(services: Services, job: Job, _: Translator) -> str:
+    """What the job's style is called in user text: the preset's title (or "your style"), a mix with its shares."""
+    title = services.preset_title(job.preset) if job.preset else _("your style")
+    mix = job.params.get("mix") or {}
+    if mix:
+        other = services.preset_title(mix.get("preset")) or _("your style")
+        share = round(100 * float(mix.get("share", 0)))
+        title = f"{title} {100 - share}% + {other} {share}%"
+    return title
+
+
+class TelegramDelivery:
+    """The Telegram bot's side of its jobs (:class:`~bot.jobs.origin.Origin`): one status message per job, edited
+    from "position N in the queue" through progress to "done" (none at all for a job done within
+    ``QUIET_SECONDS``), with a Cancel button; the result as a message of the input's kind, quoting it."""
+
+    name = "telegram"
+
     def __init__(self, services: Services, bot: Bot) -> None:
         self.services, self.settings, self.bot = services, services.settings, bot
+        self._shown: dict[int, str] = {}  # job id -> the status text on screen (edits that change nothing skipped)
+        self._announcers: set[asyncio.Task] = set()
+        self._refreshed_at = 0.0
+        self._refreshing = False
+
+    # -- the job's life (Origin) ---------------------------------------------------------------------
+
+    async def fetch(self, image, dest: Path) -> bool:  # type: ignore[no-untyped-def]
+        """Download the picture again by ``file_id`` (a worker on another machine, or files lost since)."""
+        try:
+            tg_file = await self.bot.get_file(image.file_id)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            partial = dest.with_name(dest.name + ".part")
+            await tg_file.download_to_drive(partial)
+            partial.replace(dest)
+        except Exception as exc:  # TelegramError, network or disk: the user is asked to send it again
+            log.info("could not fetch image %d (%s): %s", image.id, image.file_id, exc)
+            return False
+        return True
+
+    async def accepted(self, job: Job, position: int, eta: float | None) -> None:
+        if not self.settings.quiet_seconds:
+            await self._announce(job, queued_text(translator(job.locale), position, eta))
+            return
+        # a job done by then needs no "queued" message: its photo says it all
+        task = asyncio.create_task(self._announce_later(job, position))
+        self._announcers.add(task)
+        task.add_done_callback(self._announcers.discard)
+
+    async def _announce_later(self, job: Job, position: int) -> None:
+        """After ``QUIET_SECONDS``, the "queued" status message of a job still waiting (with its Cancel button)."""
+        await asyncio.sleep(self.settings.quiet_seconds)
+        async with self.services.sessions() as session:
+            row = await session.get(Job, job.id)
+            if row is None or row.status != JobStatus.QUEUED or row.status_message_id:
+                return
+            position = await store.queue_position(session, job.id) or position
+            typical = await store.typical_run_seconds(session)
+        eta = None if typical is None else -(-position // max(1, self.settings.workers)) * typical
+        await self._announce(job, queued_text(translator(job.locale), position, eta))
+
+    async def _announce(self, job: Job, text: str) -> None:
+        message_id = await safe_send(self.bot, job.chat_id, text, self.cancel_markup(job), job.reply_to)
+        if message_id is not None:
+            self._shown[job.id] = text
+            await self._set_message(job.id, message_id)
+            job.status_message_id = message_id
+
+    async def _set_message(self, job_id: int, message_id: int | None) -> None:
+        async with self.services.sessions() as session:
+            job = await session.get(Job, job_id)
+            if job is not None:
+                job.status_message_id = message_id
+                await session.commit()
+
+    async def running(self, job: Job, media: str, live: Live) -> None:
+        message_id = job.status_message_id
+        _ = translator(job.locale)
+
+        async def show(text: str) -> bool:
+            """Mirror ``text`` into the job's status message, sending one when it has none yet (the "queued" one
+            may have been sent meanwhile, by this process or a web replica: the row says)."""
+            nonlocal message_id
+            if self._shown.get(job.id) == text:
+                return True
+            if message_id is None:
+                async with self.services.sessions() as session:
+                    row = await session.get(Job, job.id)
+                    message_id = row.status_message_id if row is not None else None
+            if message_id is None:
+                message_id = await safe_send(self.bot, job.chat_id, text, self.cancel_markup(job), job.reply_to)
+                await self._set_message(job.id, message_id)
+                ok = message_id is not None
+            else:
+                ok = await safe_edit(self.bot, job.chat_id, message_id, text, self.cancel_markup(job))
+            if ok:
+                self._shown[job.id] = text
+            return ok
+
+        self._shown.pop(job.id, None)
+        try:
+            await self.tick(job.chat_id, media, live, _, show)
+        finally:
+            self._shown.pop(job.id, None)
+
+    async def closed(self, job: Job, text: str) -> None:
+        self._shown.pop(job.id, None)
+        await self.notify(job, text)
+
+    async def crashed(self, job_id: int, error: BaseException) -> None:
+        await self.services.alerts.send(self.bot, f"⚠ Job {job_id} crashed: {error!r}")
+
+    async def waiting_moved(self) -> None:
+        """Waiting jobs moved up: refresh their "position N" messages, at most once every 4 progress intervals.
+
+        Every start shifts every waiting job's position, and each shown position is one edit; refreshed at
+        each start, a queue of 30 cost 30 edits a job, which under Telegram's 30 messages/s held the whole
+        pipeline to a few jobs a second (bench/scale.py). Coalesced, a burst of starts costs one pass.
+        """
+        if self._refreshing:
+            return
+        self._refreshing = True
+        try:
+            wait = self._refreshed_at + 4 * self.settings.progress_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._refreshed_at = time.monotonic()
+            await self._refresh_positions()
+        finally:
+            self._refreshing = False
+
+    async def _refresh_positions(self, limit: int = 20) -> None:
+        async with self.services.sessions() as session:
+            ids = (await store.queued_ids(session))[:limit]
+            jobs = [await session.get(Job, i) for i in ids]
+            typical = await store.typical_run_seconds(session)
+        for position, job in enumerate(jobs, start=1):
+            if job is None or not job.status_message_id or job.origin != self.name:
+                continue
+            eta = None if typical is None else -(-position // max(1, self.settings.workers)) * typical
+            text = queued_text(translator(job.locale), position, eta)
+            if self._shown.get(job.id) != text and await safe_edit(
+                    self.bot, job.chat_id, job.status_message_id, text, self.cancel_markup(job)):
+                self._shown[job.id] = text
 
     # -- texts ---------------------------------------------------------------------------------------
 
     def style_title(self, job: Job, _: Translator) -> str:
-        title = self.services.preset_title(job.preset) if job.preset else _("your style")
-        mix = job.params.get("mix") or {}
-        if mix:
-            other = self.services.preset_title(mix.get("preset")) or _("your style")
-            share = round(100 * float(mix.get("share", 0)))
-            title = f"{title} {100 - share}% + {other} {share}%"
-        return title
+        return style_title(self.services, job, _)
 
     def mode(self, job: Job, _: Translator) -> str:
         """Plain words for how it was made; users never see method names."""
@@ -97,8 +233,7 @@ class Delivery:
         job_id = claimed.id
         async with self.services.sessions() as session:
             job = await session.get(Job, job_id)
-            if (job is None or job.status != JobStatus.RUNNING or job.attempts != claimed.attempts
-                    or (job.user_id, job.chat_id) != (claimed.user_id, claimed.chat_id)):
+            if job is None or not still_claimed(job, claimed):
                 log.info("job %d: not delivered, the row is no longer this claim", job_id)
                 for path in rendered.paths:
                     path.unlink(missing_ok=True)

@@ -17,9 +17,9 @@ pgqueuer keeps heartbeating), at most ``WORKERS`` at a time on a CPU and one on 
 jobs would only fight over its memory); fast single photos of one style share forward passes
 (:mod:`.batcher`).
 
-Each job owns one status message that is edited (throttled to ``PROGRESS_INTERVAL``) from
-"position N in the queue, about M s" through progress percentages to "done", with a Cancel button
-wired to the facade's ``threading.Event``.
+What the people behind a job see of it is its origin's business (:mod:`.origin`): the Telegram bot's status
+message and result photo, the HTTP API's stored result and event stream. The runner tells the job's origin at
+each step and imports no front end.
 """
 
 from __future__ import annotations
@@ -29,23 +29,22 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
-from telegram import Bot
 
 from stylizer.errors import Cancelled, StylizerError
 
-from .. import store
+from .. import blobs, store
 from ..i18n import N_, translator
 from ..models import Job, JobKind, JobStatus, StoredImage, utcnow
 from ..progress import Live
 from ..services import Services
-from ..tg import safe_edit, safe_send
 from . import pgq
 from .batcher import MicroBatcher
-from .delivery import Delivery, queued_text
+from .origin import Origin
 from .render import Rendered, Renderer, Work
 
 #: A job whose worker died this many times (say, killed for memory) is failed instead of run again.
@@ -77,6 +76,11 @@ class JobSpec:
     reply_to: int | None = None
     locale: str | None = None
     update_id: int | None = None  # the update asking for it (one job per update)
+    origin: str = "telegram"  # the front end it came from, which is told what becomes of it (:mod:`.origin`)
+    public_id: str | None = None  # the HTTP API's unguessable id
+    idempotency_key: str | None = None  # the HTTP API's Idempotency-Key, with the request's hash
+    request_hash: str | None = None
+    limits: tuple[int, int] | None = None  # (jobs at once, pictures per minute) when not the bot users' settings
 
     @classmethod
     def over(cls, inputs: list[int], **fields: object) -> JobSpec:
@@ -90,27 +94,27 @@ log = logging.getLogger(__name__)
 
 
 class JobRunner:
-    def __init__(self, services: Services, bot: Bot, role: Role = Role.ALL) -> None:
+    def __init__(self, services: Services, origins: Iterable[Origin], role: Role = Role.ALL) -> None:
         self.services = services
         self.role = role
         self.settings = services.settings
-        self.bot = bot
-        self.delivery = Delivery(services, bot)
+        self.origins: dict[str, Origin] = {origin.name: origin for origin in origins}
         self._slots = asyncio.Semaphore(self.worker_count)
         self.batcher: MicroBatcher[tuple[Work, threading.Event], Rendered | StylizerError] = MicroBatcher(
             self._render_batch, self._slots, self.settings.batch_max, self.settings.batch_wait_ms / 1000)
         self.queue: asyncio.Queue[int] = asyncio.Queue()
         self._cancels: dict[int, threading.Event] = {}
-        self._shown: dict[int, str] = {}
         self._tasks: list[asyncio.Task] = []
         self._user_cancelled: set[int] = set()
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
-        self._refresher: asyncio.Task | None = None
-        self._refreshed_at = 0.0
-        self._announcers: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task] = set()
+
+    def origin(self, job: Job) -> Origin:
+        """The front end a job came from (jobs of a front end this process does not run stay queued)."""
+        return self.origins[job.origin]
 
     @property
     def renderer(self) -> Renderer:
@@ -137,7 +141,7 @@ class JobRunner:
             log.info("%s: jobs go through the queue in PostgreSQL", self.role.value)
             return
         async with self.services.sessions() as session:
-            leftovers = await store.active_jobs(session)
+            leftovers = [job for job in await store.active_jobs(session) if job.origin in self.origins]
             for job in leftovers:
                 job.status = JobStatus.QUEUED
             await session.commit()
@@ -157,10 +161,6 @@ class JobRunner:
         allowed to finish (up to ``grace`` seconds), so a clean shutdown does not deliver it twice.
         """
         self._stopping = True
-        if self._refresher is not None:
-            self._refresher.cancel()
-        for task in list(self._announcers):
-            task.cancel()
         for event in self._cancels.values():
             event.set()
         try:
@@ -187,14 +187,15 @@ class JobRunner:
             if spec.update_id is not None and (done := await store.job_for_update(session, spec.update_id)):
                 log.info("update %d was re-delivered: its job %d exists", spec.update_id, done.id)
                 return done
+            at_once, per_minute = spec.limits or (self.settings.max_jobs_per_user, self.settings.rate_per_minute)
             in_flight = len(await store.active_jobs(session, spec.user_id))
-            if in_flight >= self.settings.max_jobs_per_user:
+            if in_flight >= at_once:
                 raise Refused(_.ngettext(
                     "You already have {n} picture in progress. Please wait for it to finish, or /cancel.",
                     "You already have {n} pictures in progress. Please wait for them to finish, or /cancel.",
                     in_flight))
             cost = store.renders(spec.kind, spec.params, spec.inputs)
-            if await store.count_recent_jobs(session, spec.user_id) + cost > max(self.settings.rate_per_minute, cost):
+            if await store.count_recent_jobs(session, spec.user_id) + cost > max(per_minute, cost):
                 raise Refused(_("That's a lot of pictures in one minute 🙂 Please wait a little and try again."))
             if len(await store.queued_ids(session)) >= self.settings.max_queue:
                 raise Refused(_("I'm very busy right now. Please try again in a few minutes."))
@@ -214,7 +215,8 @@ class JobRunner:
                       style_image_id=spec.style_image_id, preset=spec.preset, method=spec.method,
                       params=spec.params, parent_id=spec.parent_id, status=JobStatus.QUEUED, kind=spec.kind,
                       inputs=spec.inputs, reply_to=spec.reply_to, locale=spec.locale,
-                      queued_at=utcnow(), attempts=0, update_id=spec.update_id)
+                      queued_at=utcnow(), attempts=0, update_id=spec.update_id, origin=spec.origin,
+                      public_id=spec.public_id, idempotency_key=spec.idempotency_key, request_hash=spec.request_hash)
             session.add(job)
             try:
                 await session.flush()  # the id, for the queue entry written in the same transaction
@@ -229,42 +231,23 @@ class JobRunner:
             await session.commit()  # persisted (and queued) before the user is told anything
             position = await store.queue_position(session, job.id)
             eta = self._eta(position, await store.typical_run_seconds(session))
-        if self.settings.quiet_seconds:  # a job done by then needs no "queued" message: its photo says it all
-            task = asyncio.create_task(self._announce_later(job, position, eta))
-            self._announcers.add(task)
-            task.add_done_callback(self._announcers.discard)
-        else:
-            await self._announce(job, queued_text(_, position, eta))
+        await self.origin(job).accepted(job, position, eta)
         if self.local_workers:
             await self.queue.put(job.id)
         return job
 
-    async def _announce_later(self, job: Job, position: int, eta: float | None) -> None:
-        """After ``QUIET_SECONDS``, the "queued" status message of a job still waiting (with its Cancel button)."""
-        await asyncio.sleep(self.settings.quiet_seconds)
-        async with self.services.sessions() as session:
-            row = await session.get(Job, job.id)
-            if row is None or row.status != JobStatus.QUEUED or row.status_message_id:
-                return
-            position = await store.queue_position(session, job.id) or position
-            eta = self._eta(position, await store.typical_run_seconds(session))
-        await self._announce(job, queued_text(translator(job.locale), position, eta))
-
-    async def _announce(self, job: Job, text: str) -> None:
-        message_id = await safe_send(self.bot, job.chat_id, text, self.delivery.cancel_markup(job), job.reply_to)
-        if message_id is not None:
-            self._shown[job.id] = text
-            await self._set_message(job.id, message_id)
-            job.status_message_id = message_id
-
     def bounded(self, method: str, params: dict) -> dict:
-        """``params`` with the long side within the method's cap: a slow method never renders above
-        ``MAX_SLOW_SIZE`` (the full-resolution file of a high-quality result included), whatever asked for it."""
+        """``params`` at a bounded cost: a slow method never renders above ``MAX_SLOW_SIZE`` (the full-resolution
+        file of a high-quality result included) and runs ``GATYS_STEPS`` when set, whatever front end asked."""
         if not self.services.is_slow(method):
             return params
-        cap = self.settings.max_slow_size
-        size = int(params.get("size") or self.settings.output_size)
-        return {**params, "size": min(size, cap)} if size > cap or "size" not in params else params
+        size = min(int(params.get("size") or self.settings.output_size), self.settings.max_slow_size)
+        steps = {"steps": self.settings.gatys_steps} if self.settings.gatys_steps else {}
+        return {**params, "size": size, **steps}
+
+    def eta(self, position: int, typical: float | None) -> float | None:
+        """Seconds until a job at ``position`` is done: rounds of WORKERS jobs at the recent median job time."""
+        return self._eta(position, typical)
 
     def _eta(self, position: int, typical: float | None) -> float | None:
         """Seconds until a job at ``position`` is done: rounds of WORKERS jobs at the recent median job time."""
@@ -283,8 +266,8 @@ class JobRunner:
                 return True
             job.status, job.finished_at, job.error = JobStatus.CANCELLED, utcnow(), "cancelled by user"
             await session.commit()
-        await self.delivery.notify(job, translator(job.locale)("✖ Cancelled."))
-        self._shown.pop(job_id, None)
+        if job.origin in self.origins:
+            await self.origin(job).closed(job, translator(job.locale)("✖ Cancelled."))
         self._refresh_soon()
         return True
 
@@ -312,7 +295,8 @@ class JobRunner:
             raise
         except Exception as exc:
             log.exception("job %d crashed", job_id)
-            await self.services.alerts.send(self.bot, f"⚠ Job {job_id} crashed: {exc!r}")
+            for origin in self.origins.values():
+                await origin.crashed(job_id, exc)
             await self._finish(job_id, JobStatus.FAILED, "internal error",
                                N_("😕 Sorry, something went wrong on my side. Please try again."))
             return True
@@ -321,48 +305,56 @@ class JobRunner:
             if not self._busy:
                 self._idle.set()
 
-    async def _local_copy(self, image: StoredImage | None) -> Path | None:
-        """The picture's file on this machine: where intake stored it, else downloaded again by ``file_id``
-        (a worker on another machine, or files lost since) into the images folder; None when gone."""
+    async def _local_copy(self, image: StoredImage | None, origin: Origin) -> Path | None:
+        """The picture's file on this machine: where intake stored it, else a copy of its blob (every process reads
+        the database), else fetched again by its origin (a worker on another machine, or files lost since) into
+        the user's folder; None when gone."""
         if image is None:
             return None
-        if Path(image.path).is_file():
+        if image.path and Path(image.path).is_file():
             return Path(image.path)
+        suffix = Path(image.path).suffix if image.path else ""
         copy = (self.settings.images_dir / str(image.user_id) / "fetched"
-                / f"{store.file_stem(image.file_unique_id)}{Path(image.path).suffix or '.jpg'}")
+                / f"{store.file_stem(image.file_unique_id)}{suffix or '.jpg'}")
         if copy.is_file():
             return copy
-        try:
-            tg_file = await self.bot.get_file(image.file_id)
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            partial = copy.with_name(copy.name + ".part")
-            await tg_file.download_to_drive(partial)
-            partial.replace(copy)
-        except Exception as exc:  # TelegramError, network or disk: the user is asked to send it again
-            log.info("could not fetch image %d (%s): %s", image.id, image.file_id, exc)
-            return None
-        return copy
+        if image.blob_id is not None:
+            async with self.services.sessions() as session:
+                data = await blobs.read(session, image.blob_id)
+            if data is None:
+                return None
+            await asyncio.to_thread(blobs.write_file, copy, data)
+            return copy
+        return copy if await origin.fetch(image, copy) else None
 
     async def _work(self, job: Job) -> Work | None:
         """The job's inputs as paths; None (job failed) when one is gone."""
+        origin = self.origin(job)
+        params = self.bounded(job.method, dict(job.params))
+        mix = dict(params.get("mix") or {})
         async with self.services.sessions() as session:
             ids = job.inputs or [job.content_image_id]
             images = [await session.get(StoredImage, i) for i in ids]
             style = await session.get(StoredImage, job.style_image_id) if job.style_image_id else None
+            mixed = await session.get(StoredImage, mix["style_image_id"]) if mix.get("style_image_id") else None
         present = [(image, path) for image in images if image is not None
-                   and (path := await self._local_copy(image)) is not None]
+                   and (path := await self._local_copy(image, origin)) is not None]
         if not present:
             return None
         if style is not None:
-            style_path = await self._local_copy(style)
+            style_path = await self._local_copy(style, origin)
             if style_path is None:
                 return None
         else:
             style_path = Path(job.params["style_file"]) if job.params.get("style_file") else None
+        if mix.get("style_image_id"):  # a second style picture (the HTTP API's mixes): a path on this machine
+            mixed_path = await self._local_copy(mixed, origin)
+            if mixed_path is None:
+                return None
+            params["mix"] = {**mix, "style_file": str(mixed_path)}
         first = present[0][0]
         return Work(job.id, job.user_id, job.kind, [path for _, path in present], first.kind,
-                    max(first.width, first.height), job.method, self.bounded(job.method, dict(job.params)),
-                    job.preset, style_path)
+                    max(first.width, first.height), job.method, params, job.preset, style_path)
 
     async def _claim(self, job_id: int) -> Job | None:
         """Mark the job running; None when there is nothing to run (cancelled, deleted, done meanwhile).
@@ -395,33 +387,11 @@ class JobRunner:
             return True
         cancel = threading.Event()
         self._cancels[job_id] = cancel
-        self._shown.pop(job_id, None)
-        message_id = job.status_message_id
         self._refresh_soon()
         live = Live()
+        origin = self.origin(job)
 
-        async def show(text: str) -> bool:
-            """Mirror ``text`` into the job's status message, sending one when it has none yet (the "queued" one
-            may have been sent meanwhile, by this process or a web replica: the row says)."""
-            nonlocal message_id
-            if self._shown.get(job_id) == text:
-                return True
-            if message_id is None:
-                async with self.services.sessions() as session:
-                    row = await session.get(Job, job_id)
-                    message_id = row.status_message_id if row is not None else None
-            if message_id is None:
-                message_id = await safe_send(self.bot, job.chat_id, text, self.delivery.cancel_markup(job),
-                                             job.reply_to)
-                await self._set_message(job_id, message_id)
-                ok = message_id is not None
-            else:
-                ok = await safe_edit(self.bot, job.chat_id, message_id, text, self.delivery.cancel_markup(job))
-            if ok:
-                self._shown[job_id] = text
-            return ok
-
-        ticker = asyncio.create_task(self.delivery.tick(job.chat_id, work.media, live, _, show))
+        ticker = asyncio.create_task(origin.running(job, work.media, live))
         watcher = asyncio.create_task(self._watch_cancel(job_id, cancel)) if self.role is Role.WORKER else None
         started = time.perf_counter()
         try:
@@ -442,10 +412,9 @@ class JobRunner:
             ticker.cancel()
             if watcher is not None:
                 watcher.cancel()
-            self._shown.pop(job_id, None)
             self._cancels.pop(job_id, None)
             self._user_cancelled.discard(job_id)
-        await self.delivery.deliver(job, work.media, rendered, time.perf_counter() - started)
+        await origin.deliver(job, work.media, rendered, time.perf_counter() - started)
         return True
 
     async def _render(self, work: Work, live: Live, cancel: threading.Event) -> Rendered:
@@ -492,43 +461,12 @@ class JobRunner:
                 return
             job.status, job.error, job.finished_at = status, error[:2000], utcnow()
             await session.commit()
-        await self.delivery.notify(job, translator(job.locale)(text))
-
-    async def _set_message(self, job_id: int, message_id: int | None) -> None:
-        async with self.services.sessions() as session:
-            job = await session.get(Job, job_id)
-            if job is not None:
-                job.status_message_id = message_id
-                await session.commit()
+        if job.origin in self.origins:
+            await self.origin(job).closed(job, translator(job.locale)(text))
 
     def _refresh_soon(self) -> None:
-        """Waiting jobs moved up: refresh their messages, at most once every 4 progress intervals.
-
-        Every start shifts every waiting job's position, and each shown position is one edit; refreshed at
-        each start, a queue of 30 cost 30 edits a job, which under Telegram's 30 messages/s held the whole
-        pipeline to a few jobs a second (bench/scale.py). Coalesced, a burst of starts costs one pass.
-        """
-        if self._refresher is None or self._refresher.done():
-            self._refresher = asyncio.create_task(self._refresh_later())
-
-    async def _refresh_later(self) -> None:
-        wait = self._refreshed_at + 4 * self.settings.progress_interval - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._refreshed_at = time.monotonic()
-        await self._refresh_positions()
-
-    async def _refresh_positions(self, limit: int = 20) -> None:
-        """Waiting jobs moved up: update their "position N" messages (unchanged ones are skipped)."""
-        async with self.services.sessions() as session:
-            ids = (await store.queued_ids(session))[:limit]
-            jobs = [await session.get(Job, i) for i in ids]
-            typical = await store.typical_run_seconds(session)
-        for position, job in enumerate(jobs, start=1):
-            if job is None or not job.status_message_id:
-                continue
-            text = queued_text(translator(job.locale), position, self._eta(position, typical))
-            if self._shown.get(job.id) != text and await safe_edit(
-                    self.bot, job.chat_id, job.status_message_id, text, self.delivery.cancel_markup(job)):
-                self._shown[job.id] = text
-
+        """Waiting jobs moved up: each origin may refresh the positions it shows (they throttle it)."""
+        for origin in self.origins.values():
+            task = asyncio.get_running_loop().create_task(origin.waiting_moved())
+            self._background.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(self._background.discard)

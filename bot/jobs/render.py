@@ -180,7 +180,8 @@ class Renderer:
                    work.side or self.settings.video_size)
         if work.media == MediaKind.VIDEO_NOTE:
             size = min(size, VIDEO_NOTE_SIDE)
-        path = self._folder(work) / f"{work.job_id}.mp4"
+        # a GIF asked for as a GIF (the HTTP API) comes back as one; Telegram takes GIFs as mp4 animations
+        path = self._folder(work) / f"{work.job_id}{'.gif' if work.params.get('as_gif') else '.mp4'}"
         result = self.stylizer.stylize_video(self.request(work, work.contents[0], size, progress, cancel), path,
                                              limits=video_limits(self.settings))
         limit = self.settings.max_video_output_mb

@@ -1,0 +1,16 @@
+"""Typed keys of what the HTTP application holds (aiohttp ``AppKey``s)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..jobs import JobRunner
+from ..services import Services
+from .limits import RequestLimiter
+
+SERVICES = web.AppKey("services", Services)
+RUNNER = web.AppKey("runner", JobRunner)
+LIMITER = web.AppKey("limiter", RequestLimiter)
+OPENAPI = web.AppKey("openapi", dict[str, Any])
