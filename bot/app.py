@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from telegram import Update
+from telegram import Bot, Update
 from telegram.ext import AIORateLimiter, Application, BaseUpdateProcessor, CallbackContext
 
 from . import handlers, retention
@@ -81,7 +81,8 @@ async def _post_init(app: Application) -> None:
     await trainer.start()
     await runner.start()
     if role is Role.ALL and services.settings.http_listen:  # the HTTP front end beside polling
-        app.bot_data["http"] = await start_site(make_http_app(services, runner), services.settings.http_listen)
+        app.bot_data["http"] = await start_site(make_http_app(services, runner, sender(app.bot)),
+                                                services.settings.http_listen)
     # this machine's files expire, and those of users who deleted their data go (on every replica)
     app.job_queue.run_repeating(_sweep, interval=services.settings.sweep_interval, first=1.0,  # type: ignore[union-attr]
                                 name="retention sweep")
@@ -102,6 +103,15 @@ async def _post_stop(app: Application) -> None:
 
 async def _post_shutdown(app: Application) -> None:
     await app.bot_data["services"].engine.dispose()
+
+
+def sender(bot: Bot):  # type: ignore[no-untyped-def]
+    """What the HTTP front end uses to put a file into a Mini App user's chat: this bot, as a document."""
+
+    async def send(chat_id: int, data: bytes, filename: str) -> None:
+        await bot.send_document(chat_id, document=data, filename=filename)
+
+    return send
 
 
 def rate_limiter(settings: Settings) -> AIORateLimiter:

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     api_jobs_per_minute: int = Field(30, ge=1)  # pictures rendered per minute for one key (or anonymous caller)
     result_ttl: float = Field(86400, gt=0)  # seconds an API upload or result is kept
     cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser ("*": any)
+    # The studio's public https URL (e.g. https://your.host/): the bot offers it as its menu button and under the
+    # style menu as a Telegram Mini App. Empty: not offered.
+    studio_url: str = ""
 
     # Retention: every file on a machine's disk (inputs, fetched copies, results) is removed after this many hours,
     # and every process sweeps its disk this often (seconds), removing too the files of users who deleted their data.

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Markup
+from telegram import WebAppInfo
 
 from . import routes
 from .i18n import NAMES, Translator
@@ -17,7 +18,7 @@ MIX_SHARES = (50, 30)  # percent of the mixed-in style: 50/50 and 70/30
 
 
 def presets_keyboard(_: Translator, image_id: int, presets: Sequence[PresetRow], page: int, per_page: int,
-                     own_style: bool, hq: bool, all_styles: bool) -> Markup:
+                     own_style: bool, hq: bool, all_styles: bool, studio: str = "") -> Markup:
     pages = max(1, -(-len(presets) // per_page))
     page = min(max(page, 0), pages - 1)
     chunk = presets[page * per_page:(page + 1) * per_page]
@@ -37,6 +38,8 @@ def presets_keyboard(_: Translator, image_id: int, presets: Sequence[PresetRow],
         rows.append([Button(_("🎨 Any picture as the style"), callback_data=routes.OWN_STYLE.data(image_id))])
     if hq:
         rows.append([Button(_("✨ High quality (slow)"), callback_data=routes.HIGH_QUALITY.data(image_id))])
+    if studio:  # the web studio as a Mini App: sliders, mixing, a live comparison
+        rows.append([Button(_("🎛 Open studio"), web_app=WebAppInfo(studio))])
     return Markup(rows)
 
 

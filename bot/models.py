@@ -180,6 +180,7 @@ class Job(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     progress: Mapped[float | None] = mapped_column(Float)
     result_blob_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("blobs.id", ondelete="SET NULL"))
+    share_token: Mapped[str | None] = mapped_column(String(32), unique=True)  # /s/{token}: the result, public
 
 
 class PresetRow(Base):

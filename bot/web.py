@@ -32,7 +32,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from . import store
-from .app import build_application
+from .app import build_application, sender
 from .config import Settings
 from .http.app import make_http_app
 from .services import Services
@@ -75,7 +75,7 @@ def make_web_app(application: Application, settings: Settings) -> web.Applicatio
         return web.Response(text="ok")
 
     # the HTTP front end (API, MAX contract, docs) and Telegram's webhook on one port
-    app = make_http_app(services, application.bot_data["runner"])
+    app = make_http_app(services, application.bot_data["runner"], sender(application.bot))
     app.router.add_post(path, receive)
     return app
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram import BotCommand, BotCommandScopeChat, MenuButtonWebApp, Update, WebAppInfo
 from telegram.error import TelegramError
 from telegram.ext import (
     Application,
@@ -72,6 +72,9 @@ async def publish_menus(app: Application, settings: Settings) -> None:
             await bot.set_my_short_description(_("Turns your photos and videos into art."), language_code=code)
             for admin_id in settings.admin_ids:
                 await bot.set_my_commands(admin_menu, scope=BotCommandScopeChat(admin_id), language_code=code)
+            if settings.studio_url and code is None:  # the studio as the chat's menu button (a Mini App)
+                button = MenuButtonWebApp(_("Studio"), WebAppInfo(settings.studio_url))
+                await bot.set_chat_menu_button(menu_button=button)
         except TelegramError as exc:  # cosmetic; a self-hosted or fake API may not support it
             log.info("publishing the command menus failed: %s", exc)
 

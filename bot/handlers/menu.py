@@ -27,7 +27,7 @@ async def menu(services: Services, _: Translator, image_id: int, page: int = 0):
     markup = keyboards.presets_keyboard(_, image_id, presets, page, services.settings.presets_per_page,
                                         own_style=services.own_style_method() is not None,
                                         hq=services.hq_method is not None and not clip and count == 1,
-                                        all_styles=not clip)
+                                        all_styles=not clip, studio=services.settings.studio_url)
     if presets:
         if count > 1:
             text = _.ngettext("Pick a style for this photo 🎨", "Pick a style for these {n} photos 🎨", count)

@@ -10,13 +10,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from ..jobs import JobRunner
 from ..services import Services
-from . import views
-from .keys import LIMITER, OPENAPI, RUNNER, SERVICES
+from . import studio, views
+from .keys import LIMITER, OPENAPI, RUNNER, SENDER, SERVICES
 from .limits import RequestLimiter
 from .openapi import document
 from .problems import Problem
@@ -24,6 +25,7 @@ from .problems import Problem
 log = logging.getLogger(__name__)
 STATIC = Path(str(resources.files("bot.http") / "static"))
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Sender = Callable[[int, bytes, str], Awaitable[Any]]
 
 
 def setup_routes(app: web.Application) -> None:
@@ -50,6 +52,12 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/stylizations/{id}/events", views.events)
     r.add_post("/model/predict", views.max_predict)
     r.add_get("/model/metadata", views.max_metadata)
+    r.add_get("/", studio.page)
+    r.add_static("/studio", studio.FILES)
+    r.add_post("/v1/stylizations/{id}/share", studio.share)
+    r.add_post("/v1/stylizations/{id}/send", studio.send_to_chat)
+    r.add_get("/s/{token}", studio.shared_page)
+    r.add_get("/s/{token}/image", studio.shared_image)
 
 
 async def _docs(request: web.Request) -> web.FileResponse:
@@ -101,7 +109,9 @@ def cors(origins: str) -> Callable:
     return middleware
 
 
-def make_http_app(services: Services, runner: JobRunner) -> web.Application:
+def make_http_app(services: Services, runner: JobRunner, sender: Sender | None = None) -> web.Application:
+    """The HTTP front end over ``services`` and ``runner``; ``sender`` (a role that runs the bot gives it) lets the
+    studio's Mini App users send a result into their chat."""
     settings = services.settings
     middlewares = [problems, *([cors(settings.cors_origins)] if settings.cors_origins else [])]
     # multipart bodies are streamed and counted by the upload reader (413 at MAX_UPLOAD_MB); this bounds the rest
@@ -110,6 +120,8 @@ def make_http_app(services: Services, runner: JobRunner) -> web.Application:
     app[RUNNER] = runner
     app[LIMITER] = RequestLimiter(settings.api_requests_per_minute)
     app[OPENAPI] = document()
+    if sender is not None:
+        app[SENDER] = sender
     setup_routes(app)
     return app
 

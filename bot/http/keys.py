@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -14,3 +15,5 @@ SERVICES = web.AppKey("services", Services)
 RUNNER = web.AppKey("runner", JobRunner)
 LIMITER = web.AppKey("limiter", RequestLimiter)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+#: sends a file into a Telegram user's chat (user id, bytes, file name): given by the roles that run the bot
+SENDER = web.AppKey("sender", Callable[[int, bytes, str], Awaitable[Any]])
