@@ -63,7 +63,7 @@ def test_command_table_feeds_menus_and_help() -> None:
     names = [c.name for c in COMMANDS]
     assert len(names) == len(set(names))
     assert {"start", "help", "styles", "history", "settings", "language", "cancel", "privacy"} <= set(names)
-    assert {c.name for c in COMMANDS if c.admin} == {"train", "presets", "stats"}
+    assert {c.name for c in COMMANDS if c.admin} == {"train", "presets", "stats", "apikey"}
 
 
 def test_language_negotiation() -> None:
