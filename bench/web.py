@@ -86,7 +86,8 @@ async def main(args: argparse.Namespace) -> dict:
             await browser.close()
         return {"page_weight_kb_without_thumbnails": round(sum(weight.values()) / 1024, 1),
                 "files_bytes": weight, "photo_mb": round(photo_bytes / 2**20, 2), "photo_px": "4000x3000",
-                "uploaded_kb": _uploaded_kb(folder / "var" / "bot.db"), "click_to_result_s": [round(s, 2) for s in seconds],
+                "uploaded_kb": _uploaded_kb(folder / "var" / "bot.db"),
+                "click_to_result_s": [round(s, 2) for s in seconds],
                 "click_to_result_median_s": round(statistics.median(seconds), 2), "cpus": os.cpu_count()}
     finally:
         server.terminate()
