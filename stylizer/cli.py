@@ -41,6 +41,7 @@ from .image import (
 )
 from .manifest import Manifest
 from .process import keep_freed_memory
+from .progress_bar import Reporter
 
 if TYPE_CHECKING:
     from .facade import StyleRef, Stylizer, StylizeRequest
@@ -116,6 +117,8 @@ def build_parser(trainer: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--fp32", action="store_true", help="disable mixed precision")
     p.add_argument("--no-coherence", action="store_true",
                    help="clips: stylize every frame on its own (flickers; for comparison)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON summary on stdout (files, seconds, outputs) instead of the summary line")
     p.add_argument("--opt", action="append", type=_option, default=[], metavar="KEY=VALUE",
                    help="method option, repeatable (adain: engine=student|vgg; gatys: optimizer=adam, scales=1, ...)")
 
@@ -180,8 +183,9 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     many = len(inputs) > 1 or any(p.is_dir() for p in args.content)
     if many and args.output.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
         raise UsageError(f"{len(inputs)} inputs need an output folder, not the file {args.output}")
+    reporter = Reporter(len(inputs), args.output, as_json=args.json)
     onnx = _onnx_renderer(args, inputs)
-    render, lanes = onnx if onnx is not None else (_torch_renderer(args, many), 1)
+    render, lanes = onnx if onnx is not None else (_torch_renderer(args, many, reporter), 1)
     # Decoding the next input and encoding the last output (Pillow releases the GIL) overlap with stylizing:
     # for the fast methods on a CPU each is a fifth of the time per image. One of each is pending at most.
     # OpenVINO on a folder stylizes ``lanes`` stills at once (its throughput hint: on 2 cores, two one-core streams
@@ -190,13 +194,14 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=1) as writer, ThreadPoolExecutor(max_workers=1) as reader, \
             ThreadPoolExecutor(max_workers=lanes) as renderers:
         saving: Future | None = None
-        drawing: deque[tuple[Path, Future]] = deque()  # (output, its picture) in input order
+        drawing: deque[tuple[Path, Path, Future]] = deque()  # (input, output, its picture) in input order
 
         def finish(keep: int) -> None:
             nonlocal saving
             while len(drawing) > keep:
-                out, future = drawing.popleft()
+                source, out, future = drawing.popleft()
                 picture = future.result()
+                reporter.done(source, out)
                 if picture is None:
                     continue
                 if saving is not None:
@@ -218,13 +223,14 @@ def cmd_stylize(args: argparse.Namespace) -> int:
             if not many and not out.suffix:
                 out = out.with_suffix(suffix)
             if lanes > 1:
-                drawing.append((out, renderers.submit(render, path, content, out)))
+                drawing.append((path, out, renderers.submit(render, path, content, out)))
             else:
-                drawing.append((out, _done(render(path, content, out))))
+                drawing.append((path, out, _done(render(path, content, out))))
             finish(keep=lanes - 1)
         finish(keep=0)
         if saving is not None:
             saving.result()
+    reporter.close()
     return 0
 
 
@@ -279,7 +285,7 @@ def _nvidia_driver() -> bool:
     return Path("/proc/driver/nvidia/version").exists()
 
 
-def _torch_renderer(args: argparse.Namespace, many: bool) -> Render:
+def _torch_renderer(args: argparse.Namespace, many: bool, reporter: Reporter) -> Render:
     """Every other run: through the facade (loads torch)."""
     from .facade import Stylizer, StylizeRequest
 
@@ -297,7 +303,7 @@ def _torch_renderer(args: argparse.Namespace, many: bool) -> Render:
             content=content, styles=styles if clip else still_styles, method=args.method, strength=args.strength,
             preserve_color=args.preserve_color or False, size=args.size or (None if clip else DEFAULT_SIZE),
             style_size=args.style_size, steps=args.steps, seed=args.seed, device=args.device,
-            mixed_precision=not args.fp32, progress=_log_progress if args.verbose else None,
+            mixed_precision=not args.fp32, progress=_progress(reporter, args.verbose),
             options=dict(args.opt),
         )
         if clip:
@@ -318,6 +324,17 @@ def _stylize_clip(stylizer: Stylizer, request: StylizeRequest, path: Path, out: 
     result = stylizer.stylize_video(request, out, coherent=not args.no_coherence, max_size=VIDEO_SIZE)
     log.info("%s -> %s (%d frames, %s fps, %s on %s, %.1fs)", path, out, result.info.frames, result.info.fps,
              result.method, result.device, result.timings["total"])
+
+
+def _progress(reporter: Reporter, verbose: bool):  # type: ignore[no-untyped-def]
+    """The facade's progress callback: the terminal's bar, and the log with -v."""
+
+    def report(progress) -> None:  # type: ignore[no-untyped-def]
+        reporter.step(progress)
+        if verbose:
+            _log_progress(progress)
+
+    return report
 
 
 def _log_progress(progress) -> None:

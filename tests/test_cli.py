@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -140,3 +141,14 @@ def test_real_process_exit_codes(files) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert proc.stdout == ""
+
+
+def test_json_summary_for_scripts(files, tmp_path, capsys) -> None:
+    """``--json``: one JSON line on stdout (files, seconds, outputs); nothing on stderr off a terminal."""
+    out = tmp_path / "json_out"
+    assert main(["stylize", str(files["content"]), "--style", str(files["style"]), "-o", str(out), *FAST,
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["files"] == 1 and summary["outputs"] == [str(out.with_suffix(".png"))] and captured.err == ""
+    assert Path(summary["outputs"][0]).is_file()
