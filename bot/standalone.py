@@ -8,6 +8,7 @@ service at ``HTTP_LISTEN`` (``bash scripts/run`` prints its URL).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -45,7 +46,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     try:
         await stop.wait()
     finally:
-        sweeper.cancel()
+        sweeper.cancel()  # and wait for it: a sweep cut off mid-query must close its session before the engine goes
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
         await site.cleanup()
         await runner.stop()
         await engine.dispose()

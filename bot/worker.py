@@ -12,6 +12,7 @@ SIGTERM stops claiming, interrupts running stylizations and hands their jobs bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from datetime import timedelta
@@ -93,7 +94,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                                   dequeue_timeout=timedelta(seconds=10))
             finally:
                 watcher.cancel()
-                sweeper.cancel()
+                sweeper.cancel()  # and wait for it: a sweep cut off mid-query closes its session before the engine
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
     finally:
         if not connection.is_closed():
             await connection.close()

@@ -292,12 +292,15 @@ class Stylizer:
             chunks = [group[i:i + batch] for i in range(0, len(group), batch)] if each else [[p] for p in group]
             for chunk in chunks:
                 styles = [StyleInput(1.0, preset=p, key=f"preset:{p.name}") for p in chunk]
-                job = MethodJob(content=content, styles=styles, device=device, manifest=self.manifest,
-                                strength=request.strength, mixed_precision=request.mixed_precision,
-                                cancel=request.cancel)
+                margin = img.edge_margin(content.shape[-2:]) if request.margin is None else request.margin
+                job = MethodJob(content=reflect_pad(content, margin), styles=styles, device=device,
+                                manifest=self.manifest, strength=request.strength,
+                                mixed_precision=request.mixed_precision, cancel=request.cancel)
                 job.check_cancelled()
                 with torch.inference_mode():
                     out = (each(job) if each else method.run(job)).float().clamp(0, 1)
+                if margin:
+                    out = out[..., margin:-margin, margin:-margin]
                 for preset, picture in zip(chunk, out, strict=True):
                     done[preset.name] = img.tensor_to_pil(picture[None])
                 finished += len(chunk)
@@ -388,7 +391,8 @@ class Stylizer:
         if request.seed is not None:
             torch.manual_seed(request.seed)
         tile = img.TILE_SIDE if request.tile is None else request.tile
-        margin = 0 if method.slow else (edge_margin(content.shape[-2:]) if request.margin is None else request.margin)
+        margin = request.margin if request.margin is not None else img.edge_margin(content.shape[-2:])
+        margin = 0 if method.slow else margin
         if margin:
             content_in = content
             job = replace(job, content=reflect_pad(content, margin))
@@ -409,19 +413,6 @@ class Stylizer:
         if color is ColorMode.LUMINANCE or (color is ColorMode.HISTOGRAM and not only_images):
             out = preserve_color(out, content, color)
         return out.clamp(0, 1)
-
-
-def edge_margin(size: Sequence[int]) -> int:
-    """The reflected margin fast methods see around a picture of ``size`` (H, W): 1/16 of the long side, 32 to 64 px
-    (the nets' reach is in pixels: a 160 px picture with 16 px still measured 1.9 for AdaIN).
-
-    Why: feed-forward nets draw a stripe a few pixels in from the edges (their zero-padded convolutions, and the
-    padding to a multiple of 8 at the bottom and right). Measured (issue 32; a photo as it is against the same
-    photo reflect-padded by 64 px and cropped back, the outer 12 px band's difference over the interior's, median of
-    3 held-out photos at 384 px): no margin AdaIN 2.48, CIN 2.27, Johnson 2.80; a 32 px margin 0.87, 1.11, 1.09. It
-    costs the margin's pixels: 1.27x at 512 px.
-    """
-    return min(64, max(32, round(max(size) / 16)))
 
 
 def reflect_pad(x: torch.Tensor, margin: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -134,6 +135,19 @@ def resize_long_side(image: Image.Image, long_side: int | None, *, allow_upscale
     if (new_w, new_h) == (width, height):
         return image
     return image.resize((new_w, new_h), Image.Resampling.LANCZOS)
+
+
+def edge_margin(size: Sequence[int]) -> int:
+    """The reflected margin fast methods see around a picture of ``size`` (H, W): 1/16 of the long side, 32 to 64 px
+    (the nets' reach is in pixels: a 160 px picture with 16 px still measured 1.9 for AdaIN).
+
+    Why: feed-forward nets draw a stripe a few pixels in from the edges (their zero-padded convolutions, and the
+    padding to a multiple of 8 at the bottom and right). Measured (issue 32; a photo as it is against the same
+    photo reflect-padded by 64 px and cropped back, the outer 12 px band's difference over the interior's, median of
+    3 held-out photos at 384 px): no margin AdaIN 2.48, CIN 2.27, Johnson 2.80; a 32 px margin 0.87, 1.11, 1.09. It
+    costs the margin's pixels: 1.27x at 512 px.
+    """
+    return min(64, max(32, round(max(size) / 16)))
 
 
 def padding_to_multiple(height: int, width: int, multiple: int) -> tuple[int, int, bool]:

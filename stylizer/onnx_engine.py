@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from .engines import ENGINE_MODELS, has_model, model_id
-from .image import padding_to_multiple
+from .image import edge_margin, padding_to_multiple
 from .manifest import Manifest
 
 #: Bumped when the graphs' inputs or outputs change, so an old export is not read by new code.
@@ -77,6 +77,11 @@ def to_array(picture: Image.Image, multiple: int = MULTIPLE) -> np.ndarray:
     """RGB picture -> float32 (1, 3, H, W) in [0, 1], padded to multiples of ``multiple`` as the torch engines pad
     (reflect, or replicate where the picture is thinner than the padding)."""
     x = np.asarray(picture.convert("RGB"), dtype=np.float32).transpose(2, 0, 1)[None] / np.float32(255.0)
+    return to_array_padded(x, multiple)
+
+
+def to_array_padded(x: np.ndarray, multiple: int = MULTIPLE) -> np.ndarray:
+    """A (1, 3, H, W) array padded at the bottom and right to multiples of ``multiple``, as :func:`to_array` pads."""
     ph, pw, reflect = padding_to_multiple(*x.shape[-2:], multiple)
     if ph or pw:
         x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect" if reflect else "edge")
@@ -133,10 +138,15 @@ class OnnxEngine:
     def stylize(self, content: Image.Image, stats: list[np.ndarray], alpha: float) -> Image.Image:
         """``content`` towards ``stats`` at feature interpolation ``alpha`` (what strength 1 stands for: the
         manifest's ``full_alpha``); the same size as ``content``. Thread-safe up to :attr:`lanes` callers at once."""
-        feed = dict(zip(self._inputs, [to_array(content), *stats, np.asarray(alpha, dtype=np.float32)], strict=True))
+        # the reflected margin the torch path gives fast methods too (stylizer.image.edge_margin: clean edges)
+        m = edge_margin((content.height, content.width))
+        x = to_array(content, multiple=1)
+        x = to_array_padded(np.pad(x, ((0, 0), (0, 0), (m, m), (m, m)), mode="reflect"))
+        feed = dict(zip(self._inputs, [x, *stats, np.asarray(alpha, dtype=np.float32)], strict=True))
         request = self._requests.get()
         try:
             # to_picture copies out of the request's output buffer before another picture may reuse it
-            return to_picture(request.infer(feed)[0], content.size)
+            out = request.infer(feed)[0]
+            return to_picture(out[..., m:, m:], content.size)
         finally:
             self._requests.put(request)

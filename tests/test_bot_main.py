@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_missing_token_serves_http_alone_and_without_http_exits_2(tmp_path: Path) -> None:
     """No BOT_TOKEN: the HTTP service alone, printing its URL; no token and no HTTP_LISTEN: nothing to run (2)."""
     env = {k: v for k, v in os.environ.items() if k != "BOT_TOKEN"}
-    env.update(PYTHONPATH=str(ROOT), HTTP_LISTEN=f"127.0.0.1:{free_port()}", LOG_LEVEL="WARNING")
+    env.update(PYTHONPATH=str(ROOT), HTTP_LISTEN=f"127.0.0.1:{free_port()}", LOG_LEVEL="WARNING",
+               PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -27,7 +28,12 @@ def test_missing_token_serves_http_alone_and_without_http_exits_2(tmp_path: Path
             assert response.status == 200
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        try:
+            code = proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack, to see what held the stop
+            raise AssertionError(proc.communicate(timeout=30)[1][-6000:]) from None
+        assert code == 0, proc.communicate()[1][-3000:]
     env["HTTP_LISTEN"] = ""
     done = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=60)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from conftest import _pattern
 
 from stylizer import image as img
-from stylizer.facade import StyleRef, Stylizer, StylizeRequest, edge_margin, reflect_pad
+from stylizer.facade import StyleRef, Stylizer, StylizeRequest, reflect_pad
+from stylizer.image import edge_margin
 
 
 def _ratio(stylizer: Stylizer, picture: torch.Tensor, styles: list[StyleRef], method: str, margin=None) -> float:

@@ -50,8 +50,11 @@ def _file(tmp_path: Path, name: str, data: bytes) -> str:
 
 
 async def _stylize(page: Page) -> None:
+    """Click Stylize and wait for a new result on screen (not the one shown before)."""
+    before = await page.locator("#result").get_attribute("src")
     await page.get_by_role("button", name="Stylize").click()
     await expect(page.get_by_role("img", name="Result")).to_be_visible(timeout=120_000)
+    await expect(page.locator("#result")).not_to_have_attribute("src", before or "", timeout=120_000)
 
 
 async def test_photo_and_preset_to_result_compare_and_download(tmp_path: Path) -> None:
