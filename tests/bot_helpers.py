@@ -59,6 +59,7 @@ def make_settings(tg: Any, tmp_path: Path, **overrides: Any) -> Settings:
         "gatys_steps": 4,
         "progress_interval": 0.1,
         "quiet_seconds": 0,  # every job announced at once (tests that count calls set their own)
+        "http_listen": "",  # no HTTP front end beside the bot unless a test asks for one (on a free port)
         "rate_per_minute": 100,
         "max_jobs_per_user": 3,
     }

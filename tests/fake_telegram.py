@@ -448,6 +448,7 @@ class FakeTelegram:
         self.callback_answers: dict[str, JSON] = {}  # callback_query_id -> answer params
         self.commands: dict[str, list[JSON]] = {}  # scope/language key -> BotCommand list
         self.descriptions: dict[str, str] = {}  # "description|ru", "short_description|" -> text
+        self.menu_buttons: dict[str, JSON] = {}  # chat id ("" for the default) -> MenuButton
         self.inline_answers: dict[str, JSON] = {}  # inline_query_id -> answerInlineQuery params
         self.webhook: JSON | None = None  # setWebhook's parameters while one is set
         self.files: dict[str, StoredFile] = {}
@@ -486,6 +487,7 @@ class FakeTelegram:
             "deleteMyCommands": self._delete_my_commands,
             "setMyDescription": self._set_description("description"),
             "setMyShortDescription": self._set_description("short_description"),
+            "setChatMenuButton": self._set_menu_button,
             "answerInlineQuery": self._answer_inline_query,
             "sendMessage": self._send_message,
             "sendPhoto": self._send_photo,
@@ -1039,6 +1041,16 @@ class FakeTelegram:
 
     def _delete_my_commands(self, params: JSON, files: dict[str, Upload]) -> bool:
         self.commands.pop(self._commands_key(params), None)
+        return True
+
+    def _set_menu_button(self, params: JSON, files: dict[str, Upload]) -> bool:
+        """The bot's menu button (a Mini App's ``web_app`` must be an https URL), per chat or the default."""
+        button = params.get("menu_button") or {"type": "default"}
+        button = json.loads(button) if isinstance(button, str) else button
+        if button.get("type") == "web_app" and not str((button.get("web_app") or {}).get("url", "")).startswith(
+                "https://"):
+            raise bad_request("WEBAPP_URL_INVALID")
+        self.menu_buttons[str(params.get("chat_id") or "")] = button
         return True
 
     def _set_description(self, field: str) -> Callable[[JSON, dict[str, Upload]], bool]:

@@ -16,10 +16,11 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from api_helpers import api_settings, running_api
-from bot_helpers import picture, rows
+from bot_helpers import UserChat, call_params, ensure_presets, make_settings, picture, rows, running_bot
 from clips import pan_frames, write_clip
 from PIL import Image
 from playwright.async_api import Page, async_playwright, expect
+from postgres import free_port
 
 pytestmark = pytest.mark.timeout(300)
 CHROMIUM = "/usr/bin/chromium"
@@ -178,3 +179,40 @@ async def test_mini_app_init_data(tmp_path: Path) -> None:
             await _stylize(page)
             await expect(page.get_by_role("button", name="Send to chat")).to_be_visible()
     assert rows(settings, "SELECT user_id, origin FROM jobs") == [(7002, "api")]
+
+
+async def test_the_bot_serves_the_studio_and_its_mini_app_users(tg, tmp_path: Path) -> None:
+    """``python -m bot`` with a token: polling and the HTTP front end together; the bot offers the studio as a Mini
+    App (menu button, a button under the style menu), initData signed with this bot's token is its user, and
+    "Send to chat" puts the result into that user's chat."""
+    port = free_port()
+    settings = make_settings(tg, tmp_path, http_listen=f"127.0.0.1:{port}", studio_url="https://studio.example/")
+    ensure_presets(settings)
+    async with running_bot(settings):
+        chat = UserChat(tg, 7003)
+        await chat.photo(picture(96, 64, seed=1))
+        menu, _ = await chat.wait_button("ps:")
+        markup = call_params(menu)["reply_markup"]
+        markup = json.loads(markup) if isinstance(markup, str) else markup
+        assert any(b.get("web_app", {}).get("url") == "https://studio.example/"
+                   for row in markup["inline_keyboard"] for b in row)
+        await tg.wait_for("setChatMenuButton")
+        assert tg.menu_buttons[""]["web_app"]["url"] == "https://studio.example/"
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"tma {init_data(tg.token, 7003)}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/v1/stylizations", headers={"Authorization": f"tma {init_data('1:x')}"}) as r:
+                assert r.status == 401
+            async with http.get(base + "/v1/presets", headers=auth) as r:
+                name = (await r.json())["items"][0]["name"]
+            data = aiohttp.FormData()
+            data.add_field("content", picture(96, 64, seed=2), filename="p.jpg")
+            data.add_field("preset", name)
+            async with http.post(base + "/v1/stylizations", data=data, headers={**auth, "Prefer": "wait=60"}) as r:
+                job = await r.json()
+                assert r.status == 200 and job["status"] == "succeeded", job
+            async with http.post(base + f"/v1/stylizations/{job['id']}/send", headers=auth) as r:
+                assert r.status == 200
+        sent = await chat.wait("sendDocument")
+        assert call_params(sent)["chat_id"] in (7003, "7003")
+    assert rows(settings, "SELECT user_id, origin FROM jobs WHERE origin = 'api'") == [(7003, "api")]
