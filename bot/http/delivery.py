@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import blobs
@@ -19,11 +20,17 @@ log = logging.getLogger(__name__)
 MEDIA_TYPES = {".png": "image/png", ".mp4": "video/mp4", ".gif": "image/gif"}
 
 
+def extension(media_type: str) -> str:
+    """The file extension a result of ``media_type`` is downloaded or sent with."""
+    return {"image/jpeg": "jpg", **{t: s[1:] for s, t in MEDIA_TYPES.items()}}.get(media_type, "bin")
+
+
 class ApiDelivery:
     name = "api"
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.eta: Callable[[int, float | None], float | None] = lambda position, typical: None  # the runner's
 
     async def fetch(self, image: StoredImage, dest: Path) -> bool:
         return False  # API inputs are blobs, which the runner reads itself; an expired one is gone

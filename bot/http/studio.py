@@ -17,6 +17,7 @@ from ..i18n import negotiate
 from ..models import Job, JobStatus
 from . import stylizations
 from .auth import SESSION_COOKIE
+from .delivery import extension
 from .keys import SENDER, SERVICES
 from .problems import Problem
 from .views import _caller
@@ -109,6 +110,5 @@ async def send_to_chat(request: web.Request) -> web.Response:
         blob = await blobs.get(session, job.result_blob_id) if job.result_blob_id else None
     if blob is None:
         raise Problem(404, "not-found", "no result to send")
-    ext = {"image/png": "png", "video/mp4": "mp4", "image/gif": "gif"}.get(blob.content_type, "bin")
-    await sender(caller.user_id, blob.data, f"stylized_{job.public_id}.{ext}")
+    await sender(caller.user_id, blob.data, f"stylized_{job.public_id}.{extension(blob.content_type)}")
     return web.json_response({"sent": True}, headers=request["ratelimit"])

@@ -111,11 +111,10 @@ async def create(services: Services, runner: JobRunner, caller: Caller, form: up
         job_params["as_gif"] = True
     preset_name: str | None = None
     style_files = []
-    async with services.sessions() as session:
-        usable = await store.usable_presets(session, [n for n, _ in parse_presets(params.preset)]) \
-            if params.preset else set()
     if params.preset:
         chosen = parse_presets(params.preset)
+        async with services.sessions() as session:
+            usable = await store.usable_presets(session, [n for n, _ in chosen])
         for name, _ in chosen:
             preset = services.stylizer.manifest.presets.get(name)
             if name not in usable or preset is None or preset.method not in services.methods:

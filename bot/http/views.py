@@ -17,6 +17,7 @@ from ..models import Job, JobStatus
 from ..services import Services
 from . import schemas, stylizations, uploads
 from .auth import Caller, identify
+from .delivery import extension
 from .keys import LIMITER, OPENAPI, RUNNER, SERVICES
 from .problems import Problem
 
@@ -176,9 +177,9 @@ async def result(request: web.Request) -> web.Response:
     data, content_type = blob.data, blob.content_type
     if content_type == "image/png" and _wants(request) == "jpeg":
         data, content_type = await asyncio.to_thread(_to_jpeg, data), "image/jpeg"
-    ext = {"image/png": "png", "image/jpeg": "jpg", "video/mp4": "mp4", "image/gif": "gif"}.get(content_type, "bin")
+    name = f"stylized_{job.public_id}.{extension(content_type)}"
     return web.Response(body=data, content_type=content_type, headers={
-        **request["ratelimit"], "Content-Disposition": f'inline; filename="stylized_{job.public_id}.{ext}"'})
+        **request["ratelimit"], "Content-Disposition": f'inline; filename="{name}"'})
 
 
 def _to_jpeg(png: bytes, quality: int = 92) -> bytes:

@@ -77,6 +77,7 @@ class TelegramDelivery:
         self._announcers: set[asyncio.Task] = set()
         self._refreshed_at = 0.0
         self._refreshing = False
+        self.eta: Callable[[int, float | None], float | None] = lambda position, typical: None  # the runner's
 
     # -- the job's life (Origin) ---------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ class TelegramDelivery:
                 return
             position = await store.queue_position(session, job.id) or position
             typical = await store.typical_run_seconds(session)
-        eta = None if typical is None else -(-position // max(1, self.settings.workers)) * typical
+        eta = self.eta(position, typical)
         await self._announce(job, queued_text(translator(job.locale), position, eta))
 
     async def _announce(self, job: Job, text: str) -> None:
@@ -192,7 +193,7 @@ class TelegramDelivery:
         for position, job in enumerate(jobs, start=1):
             if job is None or not job.status_message_id or job.origin != self.name:
                 continue
-            eta = None if typical is None else -(-position // max(1, self.settings.workers)) * typical
+            eta = self.eta(position, typical)
             text = queued_text(translator(job.locale), position, eta)
             if self._shown.get(job.id) != text and await safe_edit(
                     self.bot, job.chat_id, job.status_message_id, text, self.cancel_markup(job)):

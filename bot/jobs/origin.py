@@ -9,6 +9,7 @@ third front end is one more implementation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,8 @@ class Origin(Protocol):
 
     #: ``jobs.origin`` of the jobs it handles
     name: str
+    #: seconds until a job at a queue position is done, given the recent typical run (set by the runner)
+    eta: Callable[[int, float | None], float | None]
 
     async def fetch(self, image: StoredImage, dest: Path) -> bool:
         """Bring an input this machine has not got to ``dest`` (Telegram: ``getFile`` by ``file_id``); False when

@@ -99,6 +99,8 @@ class JobRunner:
         self.role = role
         self.settings = services.settings
         self.origins: dict[str, Origin] = {origin.name: origin for origin in origins}
+        for origin in self.origins.values():  # one ETA rule, this runner's, wherever a position is shown
+            origin.eta = self.eta
         self._slots = asyncio.Semaphore(self.worker_count)
         self.batcher: MicroBatcher[tuple[Work, threading.Event], Rendered | StylizerError] = MicroBatcher(
             self._render_batch, self._slots, self.settings.batch_max, self.settings.batch_wait_ms / 1000)
@@ -230,7 +232,7 @@ class JobRunner:
                 await pgq.enqueue(session, job.id, slow=self.services.is_slow(spec.method))
             await session.commit()  # persisted (and queued) before the user is told anything
             position = await store.queue_position(session, job.id)
-            eta = self._eta(position, await store.typical_run_seconds(session))
+            eta = self.eta(position, await store.typical_run_seconds(session))
         await self.origin(job).accepted(job, position, eta)
         if self.local_workers:
             await self.queue.put(job.id)
@@ -246,10 +248,6 @@ class JobRunner:
         return {**params, "size": size, **steps}
 
     def eta(self, position: int, typical: float | None) -> float | None:
-        """Seconds until a job at ``position`` is done: rounds of WORKERS jobs at the recent median job time."""
-        return self._eta(position, typical)
-
-    def _eta(self, position: int, typical: float | None) -> float | None:
         """Seconds until a job at ``position`` is done: rounds of WORKERS jobs at the recent median job time."""
         return None if typical is None else -(-position // self.worker_count) * typical
 
