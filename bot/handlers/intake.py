@@ -24,6 +24,7 @@ from stylizer.video import probe
 from .. import i18n, store
 from ..context import BotContext
 from ..i18n import N_
+from ..inputs import check_picture
 from ..jobs import JobSpec
 from ..jobs.render import video_limits
 from ..models import MediaKind, StoredImage, User, utcnow
@@ -34,8 +35,6 @@ from .menu import menu, show_presets
 
 log = logging.getLogger(__name__)
 
-#: Telegram refuses photos whose sides differ by more than 20x.
-MAX_ASPECT = 20
 #: the stored file's extension per Pillow format
 EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif",
               "AVIF": "avif", "HEIF": "heic"}
@@ -45,10 +44,7 @@ def _inspect(data: bytes, max_side: int) -> tuple[int, int, str]:
     """Decode fully (corrupt files fail here, not in a worker) and check the size limits."""
     image = load_image(data)
     width, height = image.size
-    if max(width, height) > max_side:
-        raise ImageError(f"image is too large: {width}x{height}, the longest side may be at most {max_side} px")
-    if max(width, height) > MAX_ASPECT * min(width, height):
-        raise ImageError(f"image is too long and thin ({width}x{height}); the sides may differ at most {MAX_ASPECT}x")
+    check_picture(width, height, max_side)
     with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as raw:
         ext = EXTENSIONS.get(raw.format or "", "img")
     return width, height, ext

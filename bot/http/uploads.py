@@ -20,13 +20,11 @@ from stylizer.image import IMAGE_FORMATS, load_image
 from stylizer.video import probe
 
 from .. import apikeys, blobs, store
+from ..inputs import check_picture
 from ..jobs.render import video_limits
 from ..models import MediaKind, StoredImage, utcnow
 from ..services import Services
 from .problems import Problem
-
-#: Telegram refuses photos whose sides differ by more than 20x; the API keeps the bot's rule
-MAX_ASPECT = 20
 
 
 @dataclass
@@ -114,8 +112,7 @@ def _inspect_picture(data: bytes) -> Inspected | None:
         return None  # an animated GIF is a clip
     image = load_image(data)
     width, height = image.size
-    if max(width, height) > MAX_ASPECT * min(width, height):
-        raise ImageError(f"image is too long and thin ({width}x{height}); the sides may differ at most {MAX_ASPECT}x")
+    check_picture(width, height)
     return Inspected(MediaKind.PHOTO, width, height)
 
 
