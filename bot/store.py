@@ -192,17 +192,13 @@ async def all_presets(session: AsyncSession) -> list[PresetRow]:
     return list(await session.scalars(select(PresetRow).where(PresetRow.available.is_(True)).order_by(PresetRow.id)))
 
 
-async def delete_user_data(session: AsyncSession, user_id: int) -> list[Path]:
-    """Delete every row about ``user_id``; returns the files the caller should remove."""
-    files = [Path(p) for p in await session.scalars(select(StoredImage.path).where(StoredImage.user_id == user_id))]
-    files += [Path(p) for p in await session.scalars(
-        select(Job.result_path).where(Job.user_id == user_id, Job.result_path.is_not(None)))]
+async def delete_user_data(session: AsyncSession, user_id: int) -> None:
+    """Delete every row about ``user_id`` (their files lie in their own folders: :mod:`bot.retention`)."""
     await session.execute(delete(Job).where(Job.user_id == user_id))
     await session.execute(delete(StoredImage).where(StoredImage.user_id == user_id))
     await session.execute(delete(Album).where(Album.user_id == user_id))
     await session.execute(delete(Event).where(Event.user_id == user_id))
     await session.execute(delete(User).where(User.id == user_id))
-    return files
 
 
 async def interrupted_training(session: AsyncSession) -> list[TrainingRun]:

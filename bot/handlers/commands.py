@@ -272,23 +272,11 @@ async def cb_privacy(update: Update, context: BotContext) -> None:
     for job in jobs:
         await context.runner.cancel(job.id)
     async with services.sessions() as session:
-        files = await store.delete_user_data(session, user_id)
+        await store.delete_user_data(session, user_id)
         await session.commit()
-    removed = await asyncio.to_thread(_remove_files, files)
-    # everything else of theirs on this machine now; other machines' sweeps find their folders orphaned
-    removed += await asyncio.to_thread(retention.forget_user_files, services.settings, user_id)
+    # their folders on this machine (every input and result of theirs lies there); other machines' sweeps find
+    # theirs orphaned
+    removed = await asyncio.to_thread(retention.forget_user_files, services.settings, user_id)
     log.info("deleted the data of user %s (%d files)", user_id, removed)
     await query.edit_message_text(_("🗑 Done: I deleted your settings, pictures, results and history."))
 
-
-def _remove_files(files: list[Path]) -> int:
-    removed = 0
-    for path in files:
-        try:
-            path.unlink()
-            removed += 1
-        except FileNotFoundError:
-            continue
-        for sibling in path.parent.glob(f"{path.stem.split('_')[0]}_*.png"):  # an album's other results
-            sibling.unlink(missing_ok=True)
-    return removed
