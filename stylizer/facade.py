@@ -292,7 +292,7 @@ class Stylizer:
             chunks = [group[i:i + batch] for i in range(0, len(group), batch)] if each else [[p] for p in group]
             for chunk in chunks:
                 styles = [StyleInput(1.0, preset=p, key=f"preset:{p.name}") for p in chunk]
-                margin = img.edge_margin(content.shape[-2:]) if request.margin is None else request.margin
+                margin = _margin(request, content)
                 job = MethodJob(content=reflect_pad(content, margin), styles=styles, device=device,
                                 manifest=self.manifest, strength=request.strength,
                                 mixed_precision=request.mixed_precision, cancel=request.cancel)
@@ -391,8 +391,7 @@ class Stylizer:
         if request.seed is not None:
             torch.manual_seed(request.seed)
         tile = img.TILE_SIDE if request.tile is None else request.tile
-        margin = request.margin if request.margin is not None else img.edge_margin(content.shape[-2:])
-        margin = 0 if method.slow else margin
+        margin = 0 if method.slow else _margin(request, content)
         if margin:
             content_in = content
             job = replace(job, content=reflect_pad(content, margin))
@@ -413,6 +412,11 @@ class Stylizer:
         if color is ColorMode.LUMINANCE or (color is ColorMode.HISTOGRAM and not only_images):
             out = preserve_color(out, content, color)
         return out.clamp(0, 1)
+
+
+def _margin(request: StylizeRequest, content: torch.Tensor) -> int:
+    """The request's reflected margin for a fast method (:func:`stylizer.image.edge_margin` unless it says)."""
+    return img.edge_margin(content.shape[-2:]) if request.margin is None else request.margin
 
 
 def reflect_pad(x: torch.Tensor, margin: int) -> torch.Tensor:
