@@ -76,9 +76,10 @@ async def _post_init(app: Application) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     await services.reload_presets()
     runner = JobRunner(services, [TelegramDelivery(services, app.bot), ApiDelivery(services)], role)
-    trainer = Trainer(services, app.bot)
-    app.bot_data["runner"], app.bot_data["trainer"] = runner, trainer
-    await trainer.start()
+    app.bot_data["runner"] = runner
+    if runner.local_workers:  # this process renders, so it trains too (a front end leaves both to the workers)
+        app.bot_data["trainer"] = Trainer(services, app.bot)
+        await app.bot_data["trainer"].start()
     await runner.start()
     if role is Role.ALL and services.settings.http_listen:  # the HTTP front end beside polling
         app.bot_data["http"] = await start_site(make_http_app(services, runner, sender(app.bot)),
@@ -86,11 +87,18 @@ async def _post_init(app: Application) -> None:
     # this machine's files expire, and those of users who deleted their data go (on every replica)
     app.job_queue.run_repeating(_sweep, interval=services.settings.sweep_interval, first=1.0,  # type: ignore[union-attr]
                                 name="retention sweep")
+    # presets an admin published or deleted through another replica appear and go here too
+    app.job_queue.run_repeating(_follow_presets, interval=services.settings.preset_sync_seconds,  # type: ignore[union-attr]
+                                name="follow trained presets")
     await handlers.publish_menus(app, services.settings)
 
 
 async def _sweep(context: CallbackContext) -> None:
     await retention.sweep(context.application.bot_data["services"])
+
+
+async def _follow_presets(context: CallbackContext) -> None:
+    await context.application.bot_data["services"].follow_presets()
 
 
 async def _post_stop(app: Application) -> None:

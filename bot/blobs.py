@@ -1,14 +1,16 @@
-"""Bytes kept in the database, where every process reads them: the HTTP API's uploads and results.
+"""Bytes kept in the database, where every process reads them: the HTTP API's uploads and results, and the
+admins' trained presets (weights, thumbnails, the style pictures they were trained on).
 
 Why the database and not a folder: in production the replica answering ``GET /v1/stylizations/{id}/result`` is
 rarely the worker that rendered it, and workers run on other machines; the database is the one store every role
 already reaches (PostgreSQL ``bytea`` or a SQLite BLOB), with no object store to run. Results are a few MB and
-expire after ``RESULT_TTL``; :func:`expire` removes them (the retention sweep calls it).
+expire after ``RESULT_TTL``; :func:`expire` removes them (the retention sweep calls it). A trained preset's files
+never expire (:data:`FOREVER`): they go when an admin deletes the preset.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, select
@@ -16,12 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import Blob, utcnow
 
+#: the expiry of bytes kept until their owner removes them
+FOREVER = datetime(9999, 1, 1)
 
-async def put(session: AsyncSession, data: bytes, content_type: str, ttl_seconds: float) -> Blob:
-    """A new blob (flushed, so it has its id; the caller commits)."""
+
+async def put(session: AsyncSession, data: bytes, content_type: str, ttl_seconds: float | None) -> Blob:
+    """A new blob (flushed, so it has its id; the caller commits); ``ttl_seconds`` None: kept until removed."""
     now = utcnow()
-    blob = Blob(content_type=content_type, size=len(data), data=data, created_at=now,
-                expires_at=now + timedelta(seconds=ttl_seconds))
+    expires = FOREVER if ttl_seconds is None else now + timedelta(seconds=ttl_seconds)
+    blob = Blob(content_type=content_type, size=len(data), data=data, created_at=now, expires_at=expires)
     session.add(blob)
     await session.flush()
     return blob

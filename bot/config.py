@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(20, ge=0, le=2000)
     # A worker's claimed job whose heartbeat is older than this goes to another worker (a dead worker's job).
     heartbeat_timeout: float = Field(30, ge=1)
+    #: seconds between looks for presets an admin published or deleted on another replica (bot.trained)
+    preset_sync_seconds: float = Field(10, gt=0)
     # This process's share of Telegram's 30 messages/s: 30 / the number of processes that send (web replicas and
     # workers), so that together they stay under it; 429 answers are retried after retry_after.
     messages_per_second: float = Field(30, gt=0, le=30)

@@ -34,8 +34,9 @@ class BotContext(CallbackContext[ExtBot, dict, dict, dict]):
         return self.bot_data["runner"]
 
     @property
-    def trainer(self) -> Trainer:
-        return self.bot_data["trainer"]
+    def trainer(self) -> Trainer | None:
+        """This process's trainer; None on a webhook front end (a worker trains)."""
+        return self.bot_data.get("trainer")
 
     @property
     def tr(self) -> Translator:

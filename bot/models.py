@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -197,6 +198,11 @@ class PresetRow(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     available: Mapped[bool] = mapped_column(Boolean, default=True)  # still listed in a manifest
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # an admin-trained preset's own fields and files, so every worker and replica can install it (bot.trained)
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    weights_blob_id: Mapped[int | None] = mapped_column(Integer)
+    thumbnail_blob_id: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class TrainingRun(Base):
@@ -214,7 +220,10 @@ class TrainingRun(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued running done failed published ...
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    draft: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the trained Preset's fields
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the trained Preset's fields and blob ids
+    style_blob_id: Mapped[int | None] = mapped_column(Integer)  # the admin's picture, for a trainer elsewhere
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)  # its trainer is alive (running runs)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -20,7 +20,7 @@ from stylizer.device import resolve_device
 from stylizer.facade import MethodInfo, Stylizer
 from stylizer.manifest import MANIFEST_NAME, Manifest
 
-from . import store
+from . import store, trained
 from .alerts import AdminAlerts
 from .config import Settings
 
@@ -41,6 +41,9 @@ class Services:
     #: Telegram's file_id of each thumbnail already sent (by path and mtime): galleries re-send ids, not bytes
     thumbnail_ids: dict[tuple[str, float], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: the trained presets' :func:`bot.trained.version` this process installed (None: not yet)
+    _presets_version: tuple | None = None
 
     def __post_init__(self) -> None:
         self.stylizer = Stylizer(self.build_manifest())
@@ -61,23 +64,48 @@ class Services:
         except Exception:  # a bad STYLIZER_DEVICE is reported when a job runs
             return self.settings.stylizer_device
 
-    async def reload_presets(self) -> None:
-        """Re-read the manifests (after publishing or deleting a preset) and mirror them into the DB."""
-        with self._lock:
-            self.stylizer = Stylizer(self.build_manifest())
-        self.methods = self.stylizer.method_info()
-        for attempt in range(3):  # replicas starting together insert the same new rows: the loser syncs again
+    async def reload_presets(self, mirror: bool = True) -> None:
+        """Install the database's trained presets here (:mod:`bot.trained`), re-read the manifests and, with
+        ``mirror``, mirror them into the DB (front ends do; workers only read)."""
+        async with self._reloading:
             async with self.sessions() as session:
-                await store.sync_presets(session, self.stylizer.manifest, self.settings.presets_dir)
-                try:
+                if mirror and await trained.adopt_local(session, self.settings.presets_dir):
                     await session.commit()
-                    break
-                except IntegrityError:
-                    await session.rollback()
-                    if attempt == 2:
-                        raise
+                self._presets_version = await trained.version(session)
+                await trained.install(session, self.settings.presets_dir)
+            with self._lock:
+                self.stylizer = Stylizer(self.build_manifest())
+            self.methods = self.stylizer.method_info()
+            for attempt in range(3 if mirror else 0):  # replicas starting together insert the same rows: sync again
+                async with self.sessions() as session:
+                    await store.sync_presets(session, self.stylizer.manifest, self.settings.presets_dir)
+                    try:
+                        await session.commit()
+                        break
+                    except IntegrityError:
+                        await session.rollback()
+                        if attempt == 2:
+                            raise
         log.info("methods available: %s; presets: %d", ", ".join(self.methods) or "none",
                  len(self.stylizer.manifest.presets))
+
+    async def follow_presets(self, mirror: bool = True) -> bool:
+        """Reload when an admin published or deleted a trained preset anywhere; returns whether it did. Every role
+        calls it every ``PRESET_SYNC_SECONDS``, and a worker at once when a job names a preset it lacks."""
+        async with self.sessions() as session:
+            current = await trained.version(session)
+        if current == self._presets_version:
+            return False
+        await self.reload_presets(mirror)
+        return True
+
+    async def follow_presets_forever(self, mirror: bool = True) -> None:
+        while True:
+            await asyncio.sleep(self.settings.preset_sync_seconds)
+            try:
+                await self.follow_presets(mirror)
+            except Exception:  # the database away for a moment: look again next time
+                log.exception("following the trained presets failed")
 
     def is_slow(self, method: str) -> bool:
         info = self.methods.get(method)

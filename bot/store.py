@@ -170,7 +170,8 @@ async def sync_presets(session: AsyncSession, manifest: Manifest, trained_dir: P
         else:
             row.display_name, row.method, row.origin, row.available = preset.title, preset.method, origin, True
     for row in rows.values():
-        row.available = False
+        if row.spec is None:  # a trained preset with a spec is the database's own: bot.trained says where it is
+            row.available = False
 
 
 async def listed_presets(session: AsyncSession, methods: Iterable[str]) -> list[PresetRow]:

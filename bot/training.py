@@ -1,20 +1,21 @@
-"""Admin preset training in the background: train, render a sample, then publish or discard.
+"""Admin preset training in the background: claim a queued run, train, render a sample, offer Publish/Discard.
 
-Training is long (minutes on a GPU, much more on a CPU), so at most one runs at a time, in a thread,
-with its own status message. The trained preset stays a *draft* (weights under DATA_DIR/presets,
-described in ``training_runs.draft``) until an admin presses Publish: only then is it written to
-DATA_DIR/presets/manifest.toml and the bot's preset list reloaded.
+A run is a ``training_runs`` row that ``/train`` queued on whichever replica took it, with the admin's picture in
+a blob. The process that renders (the all-in-one bot, or ``python -m bot worker``) claims it atomically, trains
+it in a thread (one at a time per process), beats ``heartbeat_at`` and looks for ``cancel_requested`` while it
+runs, and stores the draft's files as blobs (:mod:`bot.trained`). Publish, on any replica, makes it a preset that
+every worker and replica installs. A run whose trainer died (no beat for ``2 x HEARTBEAT_TIMEOUT``) is failed
+and its admin told; queued runs simply wait for the next trainer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import threading
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from telegram import Bot
 from telegram.error import TelegramError
@@ -22,10 +23,10 @@ from telegram.error import TelegramError
 from stylizer.errors import Cancelled, StylizerError
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest
 from stylizer.image import list_images
-from stylizer.manifest import Manifest, Preset, write_preset_manifest
+from stylizer.manifest import Preset
 from stylizer.train.preset import train_preset
 
-from . import store
+from . import blobs, trained
 from .i18n import N_, translator
 from .keyboards import training_keyboard
 from .models import TrainingRun, utcnow
@@ -34,21 +35,8 @@ from .services import Services
 from .tg import safe_edit, safe_send
 
 log = logging.getLogger(__name__)
-
-
-def preset_to_dict(preset: Preset) -> dict[str, Any]:
-    data = asdict(preset)
-    data["file"] = str(preset.file)
-    data["thumbnail"] = str(preset.thumbnail) if preset.thumbnail else None
-    data["params"] = dict(preset.params)
-    return data
-
-
-def preset_from_dict(data: dict[str, Any]) -> Preset:
-    fields = dict(data)
-    fields["file"] = Path(fields["file"])
-    fields["thumbnail"] = Path(fields["thumbnail"]) if fields.get("thumbnail") else None
-    return Preset(**fields)
+#: seconds between looks for queued runs when nothing woke the trainer
+POLL_SECONDS = 2.0
 
 
 class Trainer:
@@ -56,44 +44,76 @@ class Trainer:
         self.services = services
         self.settings = services.settings
         self.bot = bot
-        self._one_at_a_time = asyncio.Lock()
-        self._cancels: dict[int, threading.Event] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()
+        self._cancel = threading.Event()  # the run in progress (one at a time)
+        self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        """Training is not resumable: runs cut short by a restart are marked failed and their admin told."""
+        self._task = asyncio.create_task(self._serve(), name="trainer")
+
+    async def stop(self) -> None:
+        self._cancel.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        """A run was just queued in this process: look now, not at the next poll."""
+        self._wake.set()
+
+    @property
+    def stale_seconds(self) -> float:
+        return 2 * self.settings.heartbeat_timeout
+
+    async def _serve(self) -> None:
+        while True:
+            try:
+                await self._fail_stale()
+                async with self.services.sessions() as session:
+                    run = await trained.claim_run(session)
+                if run is not None:
+                    await self._run(run)
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database away for a moment: try again at the next poll
+                log.exception("trainer loop")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+
+    async def _fail_stale(self) -> None:
         async with self.services.sessions() as session:
-            runs = await store.interrupted_training(session)
+            runs = await trained.stale_runs(session, self.stale_seconds)
             for run in runs:
-                run.status, run.error, run.finished_at = "failed", "interrupted by a restart", utcnow()
+                await blobs.remove(session, [run.style_blob_id])
             await session.commit()
         for run in runs:
             _ = translator(run.params.get("locale"))
-            text = _("⚠ Training of “{name}” was interrupted by a restart. Send /train again to retry.",
-                     name=run.name)
-            if run.status_message_id:
-                await safe_edit(self.bot, run.chat_id, run.status_message_id, text)
-            else:
-                await safe_send(self.bot, run.chat_id, text)
+            await self._tell(run, _("⚠ Training of “{name}” was interrupted by a restart. Send /train again to retry.",
+                                    name=run.name))
 
-    async def stop(self) -> None:
-        for event in self._cancels.values():
-            event.set()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def _tell(self, run: TrainingRun, text: str) -> None:
+        if run.status_message_id:
+            await safe_edit(self.bot, run.chat_id, run.status_message_id, text)
+        else:
+            await safe_send(self.bot, run.chat_id, text)
 
-    def submit(self, run_id: int) -> None:
-        task = asyncio.create_task(self._run(run_id), name=f"train-{run_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def cancel(self, run_id: int) -> bool:
-        event = self._cancels.get(run_id)
-        if event is None:
-            return False
-        event.set()
-        return True
+    async def _run(self, run: TrainingRun) -> None:
+        log.info("training run %d (%s, %s) claimed here", run.id, run.name, run.method)
+        self._cancel.clear()
+        try:
+            await self._train_and_sample(run)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("training run %d crashed", run.id)
+            await self.services.alerts.send(self.bot, f"⚠ Training run {run.id} crashed: {exc!r}")
+            await self._set(run.id, "failed", "internal error",
+                            N_("😕 Training failed with an internal error (see logs)."))
+        finally:
+            trained.forget_draft_files(self.settings.presets_dir, run.id)
 
     def sample_image(self, style_path: Path) -> Path:
         if self.settings.sample_image and self.settings.sample_image.is_file():
@@ -104,60 +124,55 @@ class Trainer:
                 return images[0]
         return style_path
 
-    async def _run(self, run_id: int) -> None:
-        cancel = threading.Event()
-        self._cancels[run_id] = cancel
-        try:
-            async with self._one_at_a_time:
-                await self._train_and_sample(run_id, cancel)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("training run %d crashed", run_id)
-            await self.services.alerts.send(self.bot, f"⚠ Training run {run_id} crashed: {exc!r}")
-            await self._set(run_id, "failed", "internal error",
-                            N_("😕 Training failed with an internal error (see logs)."))
-        finally:
-            self._cancels.pop(run_id, None)
-
-    async def _train_and_sample(self, run_id: int, cancel: threading.Event) -> None:
-        async with self.services.sessions() as session:
-            run = await session.get(TrainingRun, run_id)
-            if run is None or run.status != "queued":
-                return
-            run.status = "running"
-            await session.commit()
+    async def _train_and_sample(self, run: TrainingRun) -> None:
         _ = translator(run.params.get("locale"))
-        if cancel.is_set():
-            await self._set(run_id, "cancelled", "cancelled", _("✖ Training cancelled."))
+        folder = trained.draft_folder(self.settings.presets_dir, run.id)
+        async with self.services.sessions() as session:
+            style = await blobs.get(session, run.style_blob_id) if run.style_blob_id else None
+            data = style.data if style is not None else None
+        if data is None:  # a run queued before pictures were blobs: its file on the replica that took it
+            legacy = Path(run.style_path)
+            data = legacy.read_bytes() if legacy.is_file() else None
+        if data is None:
+            await self._set(run.id, "failed", "style picture lost",
+                            _("😕 Training of “{name}” failed: its picture is gone. Send /train again.", name=run.name))
             return
+        content_dir = self.settings.train_content_dir
+        if content_dir is None or not content_dir.is_dir():
+            await self._set(run.id, "failed", "no training data",
+                            _("TRAIN_CONTENT_DIR is not set to a folder of photos, so I can't train presets here."))
+            return
+        style_path = folder / f"style{Path(run.style_path).suffix or '.jpg'}"
+        await asyncio.to_thread(blobs.write_file, style_path, data)
         live = Live()
         ticker = asyncio.create_task(self._tick(run, live))
         stylizer = self.services.stylizer
         try:
             draft = await asyncio.to_thread(
-                train_preset, run.name, Path(run.style_path), manifest=stylizer.manifest, method=run.method,
-                content_dir=self.settings.train_content_dir, out_dir=self.settings.presets_dir,
-                steps=self.settings.train_steps, size=self.settings.train_size,
-                device=self.settings.stylizer_device, progress=live.update, cancel=cancel,
-                display_name=run.params.get("display_name", ""),
+                train_preset, run.name, style_path, manifest=stylizer.manifest, method=run.method,
+                content_dir=content_dir, out_dir=folder, steps=self.settings.train_steps,
+                size=self.settings.train_size, device=self.settings.stylizer_device, progress=live.update,
+                cancel=self._cancel, display_name=run.params.get("display_name", ""),
             )
-            sample_path = self.sample_image(Path(run.style_path))
-            jpeg = await asyncio.to_thread(self._render_sample, stylizer, draft, sample_path, cancel)
+            sample_path = self.sample_image(style_path)
+            jpeg = await asyncio.to_thread(self._render_sample, stylizer, draft, sample_path)
         except Cancelled:
-            await self._set(run_id, "cancelled", "cancelled", _("✖ Training of “{name}” cancelled.", name=run.name))
+            await self._set(run.id, "cancelled", "cancelled", _("✖ Training of “{name}” cancelled.", name=run.name))
             return
         except StylizerError as exc:
-            await self._set(run_id, "failed", str(exc),
+            await self._set(run.id, "failed", str(exc),
                             _("😕 Training of “{name}” failed: {reason}", name=run.name, reason=exc))
             return
         finally:
             ticker.cancel()
         async with self.services.sessions() as session:
-            row = await session.get(TrainingRun, run_id)
+            row = await session.get(TrainingRun, run.id)
             if row is None:
                 return
-            row.status, row.draft, row.finished_at = "done", preset_to_dict(draft), utcnow()
+            row.draft = await trained.store_draft(session, draft)
+            row.status, row.finished_at = "done", utcnow()
+            await blobs.remove(session, [row.style_blob_id])
+            row.style_blob_id = None
             await session.commit()
         if run.status_message_id:
             await safe_edit(self.bot, run.chat_id, run.status_message_id,
@@ -166,33 +181,40 @@ class Trainer:
                     title=draft.title, method=draft.method)
         try:
             await self.bot.send_photo(run.chat_id, photo=jpeg, caption=caption,
-                                      reply_markup=training_keyboard(_, run_id, done=True))
+                                      reply_markup=training_keyboard(_, run.id, done=True))
         except TelegramError as exc:
             log.warning("training sample not delivered: %s", exc)
 
-    def _render_sample(self, stylizer: Stylizer, draft: Preset, sample: Path, cancel: threading.Event) -> bytes:
+    def _render_sample(self, stylizer: Stylizer, draft: Preset, sample: Path) -> bytes:
         preview = Stylizer(stylizer.manifest.with_presets(draft))
         result = preview.stylize(StylizeRequest(
             content=sample, styles=[StyleRef(preset=draft.name)], method=draft.method,
-            size=self.settings.output_size, device=self.settings.stylizer_device, cancel=cancel,
+            size=self.settings.output_size, device=self.settings.stylizer_device, cancel=self._cancel,
         ))
         buf = io.BytesIO()
         result.image.save(buf, "JPEG", quality=90)
         return buf.getvalue()
 
     async def _tick(self, run: TrainingRun, live: Live) -> None:
+        """Progress into the admin's status message; the heartbeat, and an admin's Cancel from any replica."""
         _ = translator(run.params.get("locale"))
-        last = ""
+        last, edited = "", 0.0
+        loop = asyncio.get_running_loop()
+        beat = min(self.settings.progress_interval, self.settings.heartbeat_timeout / 3)
         while True:
+            async with self.services.sessions() as session:
+                if await trained.beat(session, run.id):
+                    self._cancel.set()
             p = live.progress
             text = _("🧑‍🎨 Training “{name}” ({method})…", name=run.name, method=run.method)
             if p is not None and p.total:
                 text += f" {round(100 * p.fraction)}% ({p.step}/{p.total})"
-            if run.status_message_id and text != last:
+            if (run.status_message_id and text != last
+                    and loop.time() - edited >= self.settings.progress_interval):
                 await safe_edit(self.bot, run.chat_id, run.status_message_id, text,
                                 training_keyboard(_, run.id, False))
-                last = text
-            await asyncio.sleep(self.settings.progress_interval)
+                last, edited = text, loop.time()
+            await asyncio.sleep(beat)
 
     async def _set(self, run_id: int, status: str, error: str | None, text: str) -> None:
         async with self.services.sessions() as session:
@@ -200,61 +222,8 @@ class Trainer:
             if run is None:
                 return
             run.status, run.error, run.finished_at = status, error, utcnow()
+            await blobs.remove(session, [run.style_blob_id])
+            run.style_blob_id = None
             await session.commit()
-            chat_id, message_id = run.chat_id, run.status_message_id
             text = translator(run.params.get("locale"))(text)  # an N_ msgid, or already translated
-        if message_id:
-            await safe_edit(self.bot, chat_id, message_id, text)
-        else:
-            await safe_send(self.bot, chat_id, text)
-
-    # -- publishing ----------------------------------------------------------------------------------
-
-    def _trained(self) -> dict[str, Preset]:
-        path = self.services.trained_manifest
-        return dict(Manifest([path]).presets) if path.is_file() else {}
-
-    async def publish(self, run_id: int) -> str:
-        """Add the draft to DATA_DIR/presets/manifest.toml and reload; returns a message for the admin."""
-        async with self.services.sessions() as session:
-            run = await session.get(TrainingRun, run_id)
-            if run is None or run.status != "done" or not run.draft:
-                return translator(run.params.get("locale") if run else None)(
-                    "This draft can't be published (already published, discarded or failed).")
-            draft = preset_from_dict(run.draft)
-            presets = self._trained()
-            presets[draft.name] = draft
-            await asyncio.to_thread(write_preset_manifest, self.services.trained_manifest, presets.values())
-            run.status = "published"
-            await session.commit()
-        await self.services.reload_presets()
-        return translator(run.params.get("locale"))("✅ “{title}” is live for everyone.", title=draft.title)
-
-    async def discard(self, run_id: int) -> str:
-        async with self.services.sessions() as session:
-            run = await session.get(TrainingRun, run_id)
-            if run is None or run.status != "done" or not run.draft:
-                return translator(run.params.get("locale") if run else None)("Nothing to discard.")
-            draft = preset_from_dict(run.draft)
-            run.status = "discarded"
-            await session.commit()
-        if draft.name not in self._trained():
-            self._remove_files(draft)
-        return translator(run.params.get("locale"))("🗑 Discarded the draft “{title}”.", title=draft.title)
-
-    async def delete_preset(self, name: str) -> bool:
-        """Remove an admin-trained preset (manifest entry and files); shipped presets can only be disabled."""
-        presets = self._trained()
-        preset = presets.pop(name, None)
-        if preset is None:
-            return False
-        await asyncio.to_thread(write_preset_manifest, self.services.trained_manifest, presets.values())
-        self._remove_files(preset)
-        await self.services.reload_presets()
-        return True
-
-    def _remove_files(self, preset: Preset) -> None:
-        root = self.settings.presets_dir.resolve()
-        for path in (preset.file, preset.thumbnail):
-            if path is not None and root in path.resolve().parents:
-                path.unlink(missing_ok=True)
+        await self._tell(run, text)

@@ -34,6 +34,7 @@ from .jobs import JobRunner, Role
 from .jobs.delivery import TelegramDelivery
 from .jobs.pgq import ENTRYPOINT, payload_job_id
 from .services import Services
+from .training import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     engine = create_engine(settings.database_url)
     await require_head(engine)
     services = Services(settings=settings, engine=engine, sessions=session_factory(engine))
-    services.methods = services.stylizer.method_info()
+    await services.reload_presets(mirror=False)  # the admins' trained presets, from the database
     for folder in (settings.images_dir, settings.results_dir):
         folder.mkdir(parents=True, exist_ok=True)
     bot = ExtBot(settings.bot_token, base_url=settings.telegram_base_url,
@@ -85,7 +86,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 await runner.stop()
 
             watcher = asyncio.create_task(stopper())
-            sweeper = asyncio.create_task(retention.sweep_forever(services))
+            trainer = Trainer(services, bot)  # admins' /train runs claimed here, whichever replica queued them
+            await trainer.start()
+            background = [asyncio.create_task(retention.sweep_forever(services)),
+                          asyncio.create_task(services.follow_presets_forever(mirror=False))]
             log.info("worker on %s: %d at a time, claims up to %d jobs, heartbeat timeout %.0f s",
                      services.device, runner.worker_count, claim, settings.heartbeat_timeout)
             try:
@@ -94,9 +98,11 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                                   dequeue_timeout=timedelta(seconds=10))
             finally:
                 watcher.cancel()
-                sweeper.cancel()  # and wait for it: a sweep cut off mid-query closes its session before the engine
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                await trainer.stop()
+                for task in background:  # and wait for them: a query cut off must close its session before the engine
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
     finally:
         if not connection.is_closed():
             await connection.close()

@@ -61,4 +61,4 @@ def test_migrate_role_needs_no_token_and_builds_the_schema(tmp_path: Path, postg
     import sqlite3
 
     with sqlite3.connect(tmp_path / "var" / "bot.db") as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0008",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0009",)]

@@ -6,10 +6,10 @@ also form the admins' own command menu (``BotCommandScopeChat``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from telegram import Update
 from telegram.error import TelegramError
 
-from .. import apikeys, keyboards, routes, store
+from .. import apikeys, blobs, keyboards, routes, store, trained
 from ..context import BotContext
 from ..i18n import N_
 from ..models import Job, JobStatus, PresetRow, TrainingRun, User, utcnow
@@ -51,10 +51,6 @@ async def cmd_train(update: Update, context: BotContext) -> None:
         words, source = [a.lower() for a in (context.args or [])], message.reply_to_message
     usage = _("Reply to a style picture with /train NAME [cin|johnson] (or send the picture with that caption), "
               "e.g. /train sunflowers (NAME: 2–40 lowercase letters, digits or _).")
-    if not context.runner.local_workers:  # a webhook front end runs no heavy work
-        await refuse(update, context, "training on a front end",
-                     _("Training runs in the all-in-one bot (python -m bot), not on a webhook front end."))
-        return
     if not words or not NAME_RE.match(words[0]) or (len(words) > 1 and words[1] not in TRAINABLE) or len(words) > 2:
         await refuse(update, context, "bad /train arguments", usage)
         return
@@ -72,19 +68,21 @@ async def cmd_train(update: Update, context: BotContext) -> None:
                      _("A preset named “{name}” already exists. Pick another name (or delete it in /presets).",
                        name=name))
         return
-    if not services.settings.train_content_dir or not services.settings.train_content_dir.is_dir():
+    local = context.runner.local_workers  # else a worker trains it, and reports its own lack of photos
+    if local and (not services.settings.train_content_dir or not services.settings.train_content_dir.is_dir()):
         await refuse(update, context, "no training data",
                      _("TRAIN_CONTENT_DIR is not set to a folder of photos, so I can't train presets here."))
         return
     image = await intake(update, context, file.file_id, file.file_unique_id, file.file_size)
     if image is None:
         return
-    style_path = services.settings.presets_dir / "sources" / f"{name}{Path(image.path).suffix}"
-    style_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(image.path, style_path)
+    data = await asyncio.to_thread(Path(image.path).read_bytes)
     async with services.sessions() as session:
+        # the picture as a blob: the worker that trains it is rarely this machine
+        style = await blobs.put(session, data, "application/octet-stream", None)
         run = TrainingRun(admin_id=update.effective_user.id, chat_id=update.effective_chat.id,  # type: ignore[union-attr]
-                          name=name, method=method, style_path=str(style_path), status="queued",
+                          name=name, method=method, style_path=f"{name}{Path(image.path).suffix}",
+                          style_blob_id=style.id, status="queued",
                           params={"display_name": name.replace("_", " ").title(), "locale": context.locale,
                                   "steps": services.settings.train_steps, "size": services.settings.train_size},
                           created_at=utcnow())
@@ -96,7 +94,8 @@ async def cmd_train(update: Update, context: BotContext) -> None:
         run.status_message_id = message_id
         await session.commit()
     await mark(update, context, "accepted", f"train {name} {method}")
-    context.trainer.submit(run.id)
+    if context.trainer is not None:  # this process trains: look now (a worker looks every few seconds)
+        context.trainer.wake()
 
 
 #: the style picture sent with the caption "/train NAME" reaches the bot as a message, not a command
@@ -138,12 +137,10 @@ async def cb_admin_presets(update: Update, context: BotContext) -> None:
             await answer(update, _("Shipped presets can only be disabled"))
             return
     if action == "x":
-        await context.trainer.delete_preset(name)
         async with services.sessions() as session:
-            gone = await session.get(PresetRow, int(preset_id))
-            if gone is not None:
-                await session.delete(gone)
-                await session.commit()
+            await trained.delete(session, name)
+            await session.commit()
+        await services.reload_presets()  # here at once; every other process at its next look
     await mark(update, context, "accepted", f"preset {name} {action}")
     await answer(update, note)
     async with services.sessions() as session:
@@ -157,8 +154,28 @@ async def cb_admin_presets(update: Update, context: BotContext) -> None:
 
 async def _decide(update: Update, context: BotContext, publish: bool) -> None:
     """Publish or discard a trained draft; the sample's caption says what happened."""
+    _ = context.tr
     run_id = int(args(context)[0])
-    text = await (context.trainer.publish if publish else context.trainer.discard)(run_id)
+    async with context.services.sessions() as session:
+        run = await session.get(TrainingRun, run_id)
+        if run is None or run.status != "done" or not run.draft:
+            text = _("This draft can't be published (already published, discarded or failed)." if publish
+                     else "Nothing to discard.")
+        elif publish:
+            preset = await trained.publish(session, run.draft)
+            if preset is None:
+                text = _("A preset named “{name}” already exists. Pick another name (or delete it in /presets).",
+                         name=run.name)
+            else:
+                run.status = "published"
+                text = _("✅ “{title}” is live for everyone.", title=preset.title)
+        else:
+            await trained.discard(session, run.draft)
+            run.status = "discarded"
+            text = _("🗑 Discarded the draft “{title}”.", title=trained.draft_preset(run.draft).title)
+        await session.commit()
+    if publish and run is not None and run.status == "published":
+        await context.services.reload_presets()  # here at once; every other process at its next look
     await answer(update)
     await mark(update, context, "accepted", f"{'publish' if publish else 'discard'} run {run_id}")
     await _edit_caption(update, text)
@@ -177,9 +194,16 @@ async def cb_discard(update: Update, context: BotContext) -> None:
 @on(routes.CANCEL_TRAINING, admin=True)
 async def cb_cancel_training(update: Update, context: BotContext) -> None:
     run_id = args(context)[0]
-    cancelled = context.trainer.cancel(int(run_id))
+    async with context.services.sessions() as session:
+        outcome = await trained.request_cancel(session, int(run_id))  # its trainer, wherever, stops at its next beat
     await mark(update, context, "accepted", f"cancel training {run_id}")
-    await answer(update, context.tr("Cancelling…") if cancelled else context.tr("Not running"))
+    await answer(update, context.tr("Cancelling…") if outcome else context.tr("Not running"))
+    if outcome == "cancelled":  # it was still queued: nobody else will say so
+        try:
+            await update.callback_query.edit_message_text(  # type: ignore[union-attr]
+                context.tr("✖ Training cancelled."), reply_markup=None)
+        except TelegramError as exc:
+            log.debug("status edit failed: %s", exc)
 
 
 async def _edit_caption(update: Update, text: str) -> None:

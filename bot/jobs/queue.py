@@ -330,6 +330,9 @@ class JobRunner:
         origin = self.origin(job)
         params = self.bounded(job.method, dict(job.params))
         mix = dict(params.get("mix") or {})
+        named = {job.preset, mix.get("preset"), *(params.get("presets") or [])} - {None}
+        if named - set(self.services.stylizer.manifest.presets):  # published on another replica a moment ago
+            await self.services.follow_presets(mirror=self.role is not Role.WORKER)
         async with self.services.sessions() as session:
             ids = job.inputs or [job.content_image_id]
             images = [await session.get(StoredImage, i) for i in ids]
