@@ -109,6 +109,10 @@ class StudentConfig:
     #: phase c: train (and validate) with the output recoloured to the style's RGB moments, as the engine then
     #: ships it (:attr:`stylizer.student.Student.recolor`); the decoder spends no capacity on the palette
     recolor: bool = False
+    #: phase c with VGG-19 itself as the encoder (``widths`` = VGG's): train on the teacher cache with the frozen
+    #: encoder's outputs (content relu4_1, the style's statistics at every loss layer) computed once, so a step
+    #: runs only the decoder and VGG on its output
+    cached: bool = False
     weights: dict[str, float] = field(default_factory=dict)  # empty: PHASE_WEIGHTS of the phase
 
     def __post_init__(self) -> None:
@@ -206,6 +210,40 @@ class TeacherCache:
                     x = x[..., y:y + crop, x0:x0 + crop]
                     x = x.flip(-1) if flip else x
             out[k] = x.float().to(self.device)
+        return out
+
+
+class FeatureCache:
+    """The teacher cache seen through the frozen VGG encoder, for phase c when the encoder *is* VGG-19: each
+    pair's content relu4_1 and its style's (mean, std) at every loss layer, computed once (``cache/features.pt``,
+    rebuilt when the shard count changes) and held as fp16 (~1 MB a pair at 256 px). A step then costs the decoder
+    and VGG on its output only; the price is no crop or flip (the features are of the whole cached crop)."""
+
+    def __init__(self, cache: TeacherCache, vgg, folder: Path, device: torch.device, chunk: int = 25) -> None:
+        path = folder / "features.pt"
+        state = torch.load(path, weights_only=True) if path.is_file() else None
+        if state is None or int(state["n"]) != cache.n:
+            feats: dict[str, list[torch.Tensor]] = {"f_c": []}
+            with torch.no_grad(), autocast(device):
+                for i in range(0, cache.n, chunk):
+                    c = cache.data["content"][i:i + chunk].float().div(255).to(device)
+                    s = cache.data["style"][i:i + chunk].float().div(255).to(device)
+                    feats["f_c"].append(vgg(c, ["relu4_1"])["relu4_1"].half().cpu())
+                    for k, v in vgg(s, STYLE_LAYERS).items():
+                        m, sd = mean_std(v.float())
+                        feats.setdefault(f"mean.{k}", []).append(m.flatten(1).half().cpu())
+                        feats.setdefault(f"std.{k}", []).append(sd.flatten(1).half().cpu())
+            state = {"n": cache.n, **{k: torch.cat(v) for k, v in feats.items()}}
+            write_state(path, state)
+            log.info("feature cache: %d pairs through VGG -> %s", cache.n, path)
+        self.feats = {k: v for k, v in state.items() if k != "n"}
+        self.cache, self.device = cache, device
+
+    def batch(self, size: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """``size`` random pairs: ``f_c``, the style's raw ``mean.<layer>``/``std.<layer>`` (N, C), ``teacher``."""
+        idx = torch.randint(0, self.cache.n, (size,), generator=gen)
+        out = {k: v[idx].float().to(self.device) for k, v in self.feats.items()}
+        out["teacher"] = self.cache.data["teacher"][idx].float().div_(255).to(self.device)
         return out
 
 
@@ -480,7 +518,7 @@ def train_phase(cfg: StudentConfig) -> int:
     if cfg.phase == "a":
         params = [*student.encoder.parameters(), *embed.parameters()]
         lr = cfg.lr or 2e-4
-    elif cfg.phase == "c":
+    elif cfg.phase == "c" and not cfg.cached:
         params = list(student.parameters())
         lr = cfg.lr or 1e-4
     else:
@@ -533,6 +571,32 @@ def train_phase(cfg: StudentConfig) -> int:
             f_c = embed(student.encoder(c))["relu4_1"]
             m, sd = mean_std(embed(student.encoder(s))["relu4_1"])
             return teacher_decoder(stylize_features(f_c, m, sd, cfg.alpha))
+    elif cfg.phase == "c" and cfg.cached:
+        if student.arch.widths != VGG_WIDTHS or student.arch.skips or student.recolor:
+            raise StylizerError("--cached needs VGG-19 as the encoder (--widths 64 128 256 512), no skips, no recolour")
+        student.encoder.requires_grad_(False)
+        features = FeatureCache(TeacherCache(cfg.work / "cache", device), vgg, cfg.work / "cache", device)
+
+        def step_fn(i: int) -> dict[str, torch.Tensor]:
+            set_lr(i)
+            b = features.batch(cfg.batch, gen)
+            targets = {k: (b[f"mean.{k}"][..., None, None] / LAYER_SCALE[k],
+                           b[f"std.{k}"][..., None, None] / LAYER_SCALE[k]) for k in STYLE_LAYERS}
+            with autocast(device):
+                t = stylize_features(b["f_c"], b["mean.relu4_1"][..., None, None], b["std.relu4_1"][..., None, None],
+                                     1.0)
+                out = student.decoder(t)
+                content, style = adain_feature_losses(vgg(out, STYLE_LAYERS), t.float(), targets)
+                pixel = F.l1_loss(out.float(), b["teacher"])
+            loss = w["pixel"] * pixel + w["content"] * content + w["style"] * style
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return {"loss": loss.detach(), "pixel": pixel.detach(), "content": content.detach(),
+                    "style": style.detach()}
+
+        def stylize(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return student.stylize(c, s, alpha=cfg.alpha)
     elif cfg.phase == "c":
         student.recolor = cfg.recolor or student.recolor  # a recolouring file goes on recolouring
         pool = StylePool(cfg.style_dir, cfg.content_dir, cfg.crop, cfg.extra_styles)
@@ -646,6 +710,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="phase b/c: loss weights (default " + "; ".join(
                        f"{ph}: " + ",".join(f"{k}={v:g}" for k, v in w.items())
                        for ph, w in PHASE_WEIGHTS.items()) + ")")
+    p.add_argument("--cached", action="store_true",
+                   help="phase c with VGG-19 as the encoder: the decoder alone, on the teacher cache seen through the "
+                        "frozen encoder once (a step runs only the decoder and VGG on its output)")
     p.add_argument("--log-every", type=int, default=StudentConfig.log_every)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -665,7 +732,8 @@ def run_cli(args: argparse.Namespace) -> int:
         alpha=args.alpha, pairs=args.pairs, max_minutes=args.max_minutes, checkpoint_minutes=args.checkpoint_minutes,
         seed=args.seed, device=args.device, widths=tuple(args.widths), skips=args.skips,
         decoder_widths=tuple(args.decoder_widths) if args.decoder_widths else None, skip_lr=args.skip_lr,
-        val_size=args.val_size, val_photos=args.val_photos, log_every=args.log_every, recolor=args.recolor)
+        val_size=args.val_size, val_photos=args.val_photos, log_every=args.log_every, recolor=args.recolor,
+        cached=args.cached)
     for item in filter(None, args.loss_weights.split(",")):
         key, _, value = item.partition("=")
         if key not in cfg.weights:
