@@ -6,7 +6,8 @@
 * ``web`` — webhook front end (:mod:`bot.web`): ``WEBHOOK_URL``, ``WEBHOOK_LISTEN``, ``WEBHOOK_SECRET``; jobs
   are queued in PostgreSQL for worker processes, nothing is stylized here.
 * ``worker`` — stylizer worker (:mod:`bot.worker`): takes the queued jobs, sends the results.
-* ``apikey create NAME | list | revoke NAME`` — the HTTP API's keys (the key is printed once, stored hashed).
+* ``apikey create NAME [rpm=N jobs=N per_minute=N share=F] | list | limits NAME ... | revoke NAME`` — the HTTP API's
+  keys (the key is printed once, stored hashed), each with its own limits where set.
 
 ``web`` and ``worker`` need ``DATABASE_URL=postgresql+asyncpg://...``: the queue (pgqueuer) lives there.
 """
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("role", nargs="?", choices=ROLES,
                         help="default: the all-in-one bot (the HTTP service alone without a token)")
-    parser.add_argument("args", nargs="*", help="apikey: create NAME | list | revoke NAME")
+    parser.add_argument("args", nargs="*", help="apikey: create NAME [rpm=N jobs=N per_minute=N share=F] | list | "
+                                               "limits NAME ... | revoke NAME")
     args = parser.parse_args(argv)
 
     from .config import Settings
@@ -100,7 +102,8 @@ def _run_role(main: Coroutine[Any, Any, None]) -> int:
 
 
 async def _apikey(url: str, words: list[str]) -> int:
-    """``apikey create NAME`` (the key is the last line printed, shown once), ``list``, ``revoke NAME``."""
+    """``apikey create NAME [rpm=N jobs=N per_minute=N share=F]`` (the key is the last line printed, shown once),
+    ``list``, ``limits NAME rpm=N ...`` (a key's own limits; unset ones follow the API_* settings), ``revoke NAME``."""
     from . import apikeys
     from .db import create_engine, migrate, session_factory
 
@@ -108,9 +111,9 @@ async def _apikey(url: str, words: list[str]) -> int:
     try:
         await migrate(engine)
         async with session_factory(engine)() as session:
-            if len(words) == 2 and words[0] == "create":
+            if len(words) >= 2 and words[0] == "create":
                 try:
-                    client, key = await apikeys.create(session, words[1][:64])
+                    client, key = await apikeys.create(session, words[1][:64], apikeys.parse_limits(words[2:]))
                 except ValueError as exc:
                     print(f"error: {exc}", file=sys.stderr)
                     return 2
@@ -120,8 +123,20 @@ async def _apikey(url: str, words: list[str]) -> int:
             if words == ["list"]:
                 for client in await apikeys.listing(session):
                     state = f"revoked {client.revoked_at:%Y-%m-%d}" if client.revoked_at else "active"
-                    print(f"{client.id}\t{client.name}\t{state}\tcreated {client.created_at:%Y-%m-%d %H:%M}")
+                    print(f"{client.id}\t{client.name}\t{state}\tcreated {client.created_at:%Y-%m-%d %H:%M}\t"
+                          f"{apikeys.describe_limits(client)}")
                 return 0
+            if len(words) >= 3 and words[0] == "limits":
+                try:
+                    changed = await apikeys.set_limits(session, words[1], apikeys.parse_limits(words[2:]))
+                except ValueError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+                if changed:
+                    print(f"{words[1]}: {' '.join(words[2:])}")
+                    return 0
+                print(f"error: no active key named {words[1]!r}", file=sys.stderr)
+                return 2
             if len(words) == 2 and words[0] == "revoke":
                 if await apikeys.revoke(session, words[1]):
                     print(f"revoked {words[1]}")
@@ -130,7 +145,8 @@ async def _apikey(url: str, words: list[str]) -> int:
                 return 2
     finally:
         await engine.dispose()
-    print("usage: python -m bot apikey create NAME | list | revoke NAME", file=sys.stderr)
+    print("usage: python -m bot apikey create NAME [rpm=N jobs=N per_minute=N share=F] | list | "
+          "limits NAME rpm=N ... | revoke NAME", file=sys.stderr)
     return 2
 
 

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     api_requests_per_minute: int = Field(120, ge=1)  # per key, and per anonymous IP
     api_jobs_at_once: int = Field(4, ge=1)  # queued + running jobs of one key (or anonymous caller)
     api_jobs_per_minute: int = Field(30, ge=1)  # pictures rendered per minute for one key (or anonymous caller)
+    #: the share of MAX_QUEUE one key's (or anonymous caller's) queued jobs may take, so that nobody fills the queue
+    api_queue_share: float = Field(0.5, gt=0, le=1)
+    #: comma-separated proxy addresses or networks (e.g. 127.0.0.1,10.0.0.0/8) whose X-Forwarded-For is believed:
+    #: behind nginx, anonymous callers are then counted by their own address, not the proxy's
+    trusted_proxies: str = ""
     result_ttl: float = Field(86400, gt=0)  # seconds an API upload or result is kept
     cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser ("*": any)
     # The studio's public https URL (e.g. https://your.host/): the bot offers it as its menu button and under the

@@ -286,3 +286,8 @@ class ApiClient(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # this key's own limits (None: the settings' API_* defaults): a partner may get more than a hobbyist
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    jobs_at_once: Mapped[int | None] = mapped_column(Integer)
+    jobs_per_minute: Mapped[int | None] = mapped_column(Integer)
+    queue_share: Mapped[float | None] = mapped_column(Float)  # of MAX_QUEUE this key's queued jobs may take

@@ -21,6 +21,7 @@ from stylizer.manifest import Manifest
 
 from .models import (
     Album,
+    Blob,
     Event,
     Job,
     JobKind,
@@ -143,6 +144,11 @@ async def queued_ids(session: AsyncSession) -> list[int]:
     return list(await session.scalars(select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.id)))
 
 
+async def count_queued(session: AsyncSession, user_id: int) -> int:
+    return await session.scalar(select(func.count()).select_from(Job).where(
+        Job.status == JobStatus.QUEUED, Job.user_id == user_id)) or 0
+
+
 async def queue_position(session: AsyncSession, job_id: int) -> int:
     """1-based position among waiting jobs (jobs are served in id order)."""
     ahead = await session.scalar(
@@ -194,7 +200,13 @@ async def all_presets(session: AsyncSession) -> list[PresetRow]:
 
 
 async def delete_user_data(session: AsyncSession, user_id: int) -> None:
-    """Delete every row about ``user_id`` (their files lie in their own folders: :mod:`bot.retention`)."""
+    """Delete every row about ``user_id``, and the bytes the database keeps for them (the HTTP API's uploads and
+    results, a Mini App user's included); their files lie in their own folders (:mod:`bot.retention`)."""
+    kept = [*await session.scalars(select(Job.result_blob_id).where(Job.user_id == user_id)),
+            *await session.scalars(select(StoredImage.blob_id).where(StoredImage.user_id == user_id))]
+    ids = [i for i in kept if i is not None]
+    if ids:
+        await session.execute(delete(Blob).where(Blob.id.in_(ids)))
     await session.execute(delete(Job).where(Job.user_id == user_id))
     await session.execute(delete(StoredImage).where(StoredImage.user_id == user_id))
     await session.execute(delete(Album).where(Album.user_id == user_id))

@@ -35,11 +35,11 @@ async def _problem(response: aiohttp.ClientResponse, status: int, kind: str) -> 
     return body
 
 
-def _apikey(settings, name: str) -> str:  # type: ignore[no-untyped-def]
+def _apikey(settings, name: str, *limits: str) -> str:  # type: ignore[no-untyped-def]
     env = {k: v for k, v in os.environ.items() if k not in ("BOT_TOKEN", "DATABASE_URL")}
     env.update(PYTHONPATH=str(ROOT), DATA_DIR=str(settings.data_dir))
-    proc = subprocess.run([sys.executable, "-m", "bot", "apikey", "create", name], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=settings.data_dir.parent)
+    proc = subprocess.run([sys.executable, "-m", "bot", "apikey", "create", name, *limits], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=settings.data_dir.parent)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
 
@@ -143,6 +143,20 @@ async def test_events_idempotency_cancel_and_privacy_between_callers(tmp_path: P
             await _problem(r, 404, "not-found")
         async with http.get(base + "/v1/presets", headers={"Authorization": "Bearer sk_forged"}) as r:
             await _problem(r, 401, "unauthorized")
+    # deleting a caller's data (/privacy, for a Mini App user) takes their uploads and results out of the database
+    from bot_helpers import rows
+
+    from bot import store
+    from bot.db import create_engine, session_factory
+
+    owner = rows(settings, f"SELECT user_id FROM jobs WHERE public_id = '{first['id']}'")[0][0]
+    assert rows(settings, "SELECT count(*) FROM blobs")[0][0] > 0
+    engine = create_engine(settings.database_url)
+    async with session_factory(engine)() as session:
+        await store.delete_user_data(session, owner)
+        await session.commit()
+    await engine.dispose()
+    assert rows(settings, "SELECT count(*) FROM blobs") == [(0,)]
 
 
 async def test_bad_input_is_a_problem_never_a_server_error(tmp_path: Path) -> None:
@@ -198,6 +212,94 @@ async def test_bad_input_is_a_problem_never_a_server_error(tmp_path: Path) -> No
     from bot.http.openapi import document
 
     validate(document())
+
+
+async def test_the_same_picture_at_the_same_instant_is_no_server_error(tmp_path: Path) -> None:
+    """One caller sending one file in two requests at once: both look for the input row, find none and insert it;
+    the loser of that race must use the winner's row (it was an IntegrityError, a 500). Driven below HTTP so the
+    two requests meet at the database every time, then once more through the server."""
+    from bot.db import create_engine, migrate, session_factory
+    from bot.http.uploads import Upload, inspect, store_input
+    from bot.services import Services
+
+    settings = api_settings(tmp_path, api_jobs_at_once=8)
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    services = Services(settings=settings, engine=engine, sessions=session_factory(engine))
+    upload = Upload("content", "photo.jpg", picture(80, 64, seed=21))
+    found = await inspect(upload, services)
+    first, second = await asyncio.gather(*(store_input(services, -7, "twins", upload, found) for _ in range(2)))
+    assert first.id == second.id
+    await engine.dispose()
+
+    auth = {"Authorization": f"Bearer {_apikey(settings, 'twins')}"}
+    async with running_api(settings) as base, aiohttp.ClientSession() as http:
+        async with http.get(base + "/v1/presets") as r:
+            name = (await _json(r))["items"][0]["name"]
+
+        async def post() -> int:
+            async with http.post(base + "/v1/stylizations", headers=auth,
+                                 data=form({"content": upload.data}, preset=name)) as r:
+                return r.status
+
+        assert await asyncio.gather(*(post() for _ in range(6))) == [202] * 6
+
+
+async def test_each_key_has_its_own_limits_and_queue_share(tmp_path: Path) -> None:
+    """A key's own limits (``apikey create NAME rpm=... jobs=... share=...``) hold for it and nobody else: its
+    requests per minute, and its share of MAX_QUEUE while a worker is busy."""
+    settings = api_settings(tmp_path, workers=1, gatys_steps=400, max_queue=4, api_requests_per_minute=100)
+    small = {"Authorization": f"Bearer {_apikey(settings, 'small', 'rpm=3', 'jobs=8', 'share=0.5')}"}
+    big = {"Authorization": f"Bearer {_apikey(settings, 'big')}"}
+    async with running_api(settings) as base, aiohttp.ClientSession() as http:
+        async with http.get(base + "/v1/presets", headers=big) as r:
+            name = (await _json(r))["items"][0]["name"]
+            assert r.headers["RateLimit-Policy"] == '"requests";q=100;w=60'
+        # the one worker busy with a slow job of the big key ...
+        data = form({"content": picture(96, 64, seed=4), "style": picture(64, 64, seed=6)}, quality="high")
+        async with http.post(base + "/v1/stylizations", data=data, headers=big) as r:
+            slow = await _json(r)
+        async with http.get(base + slow["links"]["events"], headers=big) as r:
+            async for line in r.content:
+                if line.startswith(b"event: progress"):
+                    break
+        # ... so the small key's jobs wait: two (half of MAX_QUEUE 4) may, the third is over its share
+        statuses = []
+        for seed in range(3):
+            async with http.post(base + "/v1/stylizations", headers=small,
+                                 data=form({"content": picture(64, 64, seed=seed)}, preset=name)) as r:
+                statuses.append(r.status)
+                if r.status == 429:
+                    assert "share of the queue" in (await _json(r))["detail"]
+        assert statuses == [202, 202, 429]
+        async with http.get(base + "/v1/methods", headers=small) as r:  # its 4th request this minute: rpm=3
+            await _problem(r, 429, "rate-limited")
+            assert r.headers["RateLimit-Policy"] == '"requests";q=3;w=60'
+        async with http.get(base + "/v1/methods", headers=big) as r:
+            assert r.status == 200
+        async with http.delete(base + slow["links"]["cancel"], headers=big) as r:
+            assert r.status == 204
+
+
+async def test_forwarded_addresses_count_only_behind_a_trusted_proxy(tmp_path: Path) -> None:
+    """Anonymous callers are counted by address. X-Forwarded-For is believed only from TRUSTED_PROXIES, read from
+    the right, so a client cannot pick its own address by prepending one."""
+
+    async def remaining(base: str, http: aiohttp.ClientSession, forwarded: str) -> int:
+        async with http.get(base + "/v1/methods", headers={"X-Forwarded-For": forwarded}) as r:
+            assert r.status == 200
+            return int(r.headers["RateLimit"].split("r=")[1].split(";")[0])
+
+    behind = api_settings(tmp_path / "behind", api_requests_per_minute=10, trusted_proxies="127.0.0.1, 10.0.0.0/8")
+    async with running_api(behind) as base, aiohttp.ClientSession() as http:
+        assert await remaining(base, http, "203.0.113.1") == 9
+        assert await remaining(base, http, "203.0.113.2") == 9  # another client behind the same proxy
+        assert await remaining(base, http, "198.51.100.7, 203.0.113.1") == 8  # a forged first hop changes nothing
+        assert await remaining(base, http, "203.0.113.2, 10.1.2.3") == 8  # an inner proxy is skipped
+    exposed = api_settings(tmp_path / "exposed", api_requests_per_minute=10)
+    async with running_api(exposed) as base, aiohttp.ClientSession() as http:
+        assert await remaining(base, http, "203.0.113.1") == 9
+        assert await remaining(base, http, "203.0.113.2") == 8  # no trusted proxy: the header is ignored
 
 
 async def test_openapi_docs_and_health(tmp_path: Path) -> None:

@@ -159,8 +159,8 @@ async def _decide(update: Update, context: BotContext, publish: bool) -> None:
     async with context.services.sessions() as session:
         run = await session.get(TrainingRun, run_id)
         if run is None or run.status != "done" or not run.draft:
-            text = _("This draft can't be published (already published, discarded or failed)." if publish
-                     else "Nothing to discard.")
+            text = (_("This draft can't be published (already published, discarded or failed).") if publish
+                    else _("Nothing to discard."))
         elif publish:
             preset = await trained.publish(session, run.draft)
             if preset is None:

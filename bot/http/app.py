@@ -118,7 +118,7 @@ def make_http_app(services: Services, runner: JobRunner, sender: Sender | None =
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_upload_bytes + 2**20)
     app[SERVICES] = services
     app[RUNNER] = runner
-    app[LIMITER] = RequestLimiter(settings.api_requests_per_minute)
+    app[LIMITER] = RequestLimiter()
     app[OPENAPI] = document()
     if sender is not None:
         app[SENDER] = sender

@@ -152,7 +152,8 @@ async def create(services: Services, runner: JobRunner, caller: Caller, form: up
     spec = JobSpec(user_id=caller.user_id, chat_id=0, content_image_id=image.id, method=method, params=job_params,
                    style_image_id=style_ids[0] if style_ids else None, preset=preset_name, kind=JobKind.STYLIZE,
                    locale="en", origin="api", public_id=secrets.token_hex(16), idempotency_key=idempotency_key,
-                   request_hash=digest, limits=(settings.api_jobs_at_once, settings.api_jobs_per_minute))
+                   request_hash=digest, limits=(caller.limits.jobs_at_once, caller.limits.jobs_per_minute),
+                   queue_share=caller.limits.queue_share)
     try:
         return await runner.accept(spec)
     except Refused as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from PIL import Image, UnidentifiedImageError
+from sqlalchemy.exc import IntegrityError
 
 from stylizer.errors import ImageError, VideoError
 from stylizer.image import IMAGE_FORMATS, load_image
@@ -149,16 +150,25 @@ async def inspect(upload: Upload, services: Services, clips: bool = True) -> Ins
 
 
 async def store_input(services: Services, user_id: int, name: str, upload: Upload, found: Inspected) -> StoredImage:
-    """The upload as an input row of ``user_id`` with its bytes in a blob (the same file twice: one row)."""
+    """The upload as an input row of ``user_id`` with its bytes in a blob (the same file twice: one row). Two
+    requests with the same file at the same instant both insert; the loser finds the winner's row and uses it."""
     unique = "api_" + hashlib.sha256(upload.data).hexdigest()[:40]
-    async with services.sessions() as session:
-        await apikeys.ensure_user(session, user_id, name)
-        blob = await blobs.put(session, upload.data, "application/octet-stream", services.settings.result_ttl)
-        image = await store.find_image(session, user_id, unique)
-        if image is None:
-            image = StoredImage(user_id=user_id, file_unique_id=unique, file_id="", path="", width=found.width,
-                                height=found.height, kind=found.kind, duration=found.duration, created_at=utcnow())
-            session.add(image)
-        image.blob_id = blob.id
-        await session.commit()
-        return image
+    for attempt in range(3):
+        async with services.sessions() as session:
+            try:
+                await apikeys.ensure_user(session, user_id, name)
+                blob = await blobs.put(session, upload.data, "application/octet-stream", services.settings.result_ttl)
+                image = await store.find_image(session, user_id, unique)
+                if image is None:
+                    image = StoredImage(user_id=user_id, file_unique_id=unique, file_id="", path="",
+                                        width=found.width, height=found.height, kind=found.kind,
+                                        duration=found.duration, created_at=utcnow())
+                    session.add(image)
+                image.blob_id = blob.id
+                await session.commit()
+                return image
+            except IntegrityError:  # the same user or picture inserted by a concurrent request: use its row
+                await session.rollback()
+                if attempt == 2:
+                    raise
+    raise AssertionError("unreachable")

@@ -48,7 +48,7 @@ def _runner(request: web.Request) -> JobRunner:
 async def _caller(request: web.Request) -> Caller:
     """Who calls, counted against their requests per minute (headers kept for the answer)."""
     caller = await identify(request, _services(request))
-    request["ratelimit"] = request.app[LIMITER].take(caller.label)
+    request["ratelimit"] = request.app[LIMITER].take(caller.label, caller.limits.requests_per_minute)
     return caller
 
 

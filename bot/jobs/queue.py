@@ -81,6 +81,7 @@ class JobSpec:
     idempotency_key: str | None = None  # the HTTP API's Idempotency-Key, with the request's hash
     request_hash: str | None = None
     limits: tuple[int, int] | None = None  # (jobs at once, pictures per minute) when not the bot users' settings
+    queue_share: float | None = None  # of MAX_QUEUE this caller's queued jobs may take (None: no share of its own)
 
     @classmethod
     def over(cls, inputs: list[int], **fields: object) -> JobSpec:
@@ -201,6 +202,10 @@ class JobRunner:
                 raise Refused(_("That's a lot of pictures in one minute 🙂 Please wait a little and try again."))
             if len(await store.queued_ids(session)) >= self.settings.max_queue:
                 raise Refused(_("I'm very busy right now. Please try again in a few minutes."))
+            if spec.queue_share is not None and await store.count_queued(session, spec.user_id) >= max(
+                    1, int(spec.queue_share * self.settings.max_queue)):
+                raise Refused(_("You have your share of the queue waiting already. Please try again when some of "
+                                "it is done."))
             wanted = {name for name in (spec.preset, (spec.params.get("mix") or {}).get("preset")) if name}
             if wanted - await store.usable_presets(session, wanted):  # disabled since the button or link was made
                 raise Refused(_("That style is no longer available — please pick another."))
