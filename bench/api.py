@@ -1,8 +1,10 @@
-"""The HTTP API under load, printed as JSON: ``python -m bot`` without a token (the embedded default: SQLite,
-in-process workers) in its own process on 127.0.0.1.
+"""The HTTP API under load, printed as JSON, in two deployments on 127.0.0.1: ``embedded`` — ``python -m bot``
+without a token (SQLite, in-process workers) in its own process; ``production`` — a throwaway PostgreSQL,
+``python -m bot migrate``, one ``web`` replica and one ``worker`` in folders of their own (the web role needs a
+Telegram API for its webhook: the tests' fake one, in this process).
 
-    .venv/bin/python bench/api.py                         # 1/8/32 clients, 512 px, 32 uploads of 20 MB
-    .venv/bin/python bench/api.py --clients 1 8 --requests 16 --no-uploads   # a quick look
+    .venv/bin/python bench/api.py                         # both, 1/8/32 clients, 512 px, 32 uploads of 20 MB
+    .venv/bin/python bench/api.py --modes embedded --clients 1 8 --requests 16 --no-uploads   # a quick look
 
 Sections: ``predict`` — ``POST /model/predict?model=<preset>`` (512 px photo, a CIN preset): p50/p95 seconds and
 requests/s per number of concurrent clients; ``jobs`` — ``POST /v1/stylizations`` + poll until done + GET result,
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -29,7 +32,9 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
-from postgres import free_port  # noqa: E402
+from bot_helpers import wait_healthy  # noqa: E402
+from fake_telegram import FakeTelegram  # noqa: E402
+from postgres import create_database, free_port, postgres_server  # noqa: E402
 
 
 def _photo(size: int, seed: int) -> bytes:
@@ -79,18 +84,62 @@ async def _load(base: str, clients: int, requests: int, run) -> dict:  # type: i
             "p95_s": round(q[18], 2), "per_s": round(requests / seconds, 2)}
 
 
-async def main(args: argparse.Namespace) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix="bench-api-"))
+def _env(args: argparse.Namespace, folder: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_TOKEN", "DATABASE_", "WEBHOOK_"))}
+    env.update(PYTHONPATH=str(ROOT), DATA_DIR="var", LOG_LEVEL="WARNING", OUTPUT_SIZE=str(args.size),
+               API_REQUESTS_PER_MINUTE="100000", API_JOBS_AT_ONCE="1000", API_JOBS_PER_MINUTE="100000",
+               API_QUEUE_SHARE="1", MAX_QUEUE="10000", STYLIZER_DEVICE=args.device)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def embedded(args: argparse.Namespace, folder: Path):  # type: ignore[no-untyped-def]
+    """``python -m bot`` without a token; yields (base URL, the pid whose memory the uploads section reads)."""
     listen = f"127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if k not in ("BOT_TOKEN", "DATABASE_URL")}
-    env.update(PYTHONPATH=str(ROOT), DATA_DIR=str(folder / "var"), HTTP_LISTEN=listen, LOG_LEVEL="WARNING",
-               OUTPUT_SIZE=str(args.size), API_REQUESTS_PER_MINUTE="100000", API_JOBS_AT_ONCE="1000",
-               API_JOBS_PER_MINUTE="100000", MAX_QUEUE="10000", STYLIZER_DEVICE=args.device)
-    server = subprocess.Popen([sys.executable, "-m", "bot"], env=env, cwd=folder, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "bot"], env=dict(_env(args, folder), HTTP_LISTEN=listen),
+                              cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert "Stylebot HTTP service" in server.stdout.readline()  # type: ignore[union-attr]
-        base = f"http://{listen}"
+        yield f"http://{listen}", server.pid
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@contextlib.asynccontextmanager
+async def production(args: argparse.Namespace, folder: Path):  # type: ignore[no-untyped-def]
+    """PostgreSQL + migrate + one web replica + one worker, each in its own folder; yields (web URL, web pid)."""
+    with postgres_server() as pg_base:
+        tg = await FakeTelegram().start()
+        env = _env(args, folder)
+        port = free_port()
+        env.update(BOT_TOKEN=tg.token, TELEGRAM_BASE_URL=tg.base_url, TELEGRAM_BASE_FILE_URL=tg.base_file_url,
+                   DATABASE_URL=create_database(pg_base, "bench_api"), WEBHOOK_SECRET="bench_secret",
+                   WEBHOOK_URL=f"http://127.0.0.1:{port}/tg", HEARTBEAT_TIMEOUT="10")
+        subprocess.run([sys.executable, "-m", "bot", "migrate"], cwd=folder, env=env, check=True,
+                       capture_output=True, timeout=120)
+        procs = []
+        try:
+            for role, extra in (("web", {"WEBHOOK_LISTEN": f"127.0.0.1:{port}"}), ("worker", {})):
+                (folder / role).mkdir()
+                procs.append(subprocess.Popen([sys.executable, "-m", "bot", role], env=dict(env, **extra),
+                                              cwd=folder / role, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))
+            await wait_healthy(port, 120)
+            await asyncio.sleep(5)  # the worker imports torch and loads the nets
+            yield f"http://127.0.0.1:{port}", procs[0].pid
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(30)
+            await tg.stop()
+
+
+async def measure(args: argparse.Namespace, mode: str) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-api-{mode}-"))
+    deployment = embedded if mode == "embedded" else production
+    async with deployment(args, folder) as (base, pid):
         async with aiohttp.ClientSession() as http, http.get(base + "/v1/presets") as r:
             names = [p["name"] for p in (await r.json())["items"]]
         preset = "candy" if "candy" in names else names[0]  # a CIN preset: the common fast case
@@ -114,8 +163,9 @@ async def main(args: argparse.Namespace) -> dict:
                 await r.read()
 
         await _load(base, 1, 2, predict)  # warm up: weights, kernels
-        result: dict = {"size": args.size, "preset": preset, "device": args.device, "cpus": os.cpu_count(),
-                        "mode": "embedded (python -m bot without a token, SQLite)", "predict": [], "jobs": []}
+        what = {"embedded": "python -m bot without a token, SQLite",
+                "production": "PostgreSQL, 1 web replica + 1 worker (separate processes and folders)"}[mode]
+        result: dict = {"mode": mode, "what": what, "predict": [], "jobs": []}
         for clients in args.clients:
             n = max(args.requests, clients)
             result["predict"].append(await _load(base, clients, n, predict))
@@ -123,7 +173,7 @@ async def main(args: argparse.Namespace) -> dict:
             result["jobs"].append(await _load(base, clients, n, job))
             print(json.dumps(result["jobs"][-1]), file=sys.stderr)
         if args.uploads:
-            before = _hwm(server.pid)
+            before = _hwm(pid)
             blob = os.urandom(20 * 2**20 - 4096)
 
             async def upload(http: aiohttp.ClientSession, i: int) -> None:
@@ -131,11 +181,15 @@ async def main(args: argparse.Namespace) -> dict:
                     assert r.status == 415, r.status  # read in full, then found not to be a picture
             await _load(base, 32, 32, upload)
             result["uploads"] = {"concurrent": 32, "mb_each": 20, "peak_rss_mb_before": before,
-                                 "peak_rss_mb_after": _hwm(server.pid)}
+                                 "peak_rss_mb_after": _hwm(pid), "process": "web" if mode == "production" else "all"}
         return result
-    finally:
-        server.terminate()
-        server.wait(30)
+
+
+async def main(args: argparse.Namespace) -> dict:
+    out: dict = {"size": args.size, "device": args.device, "cpus": os.cpu_count(), "modes": []}
+    for mode in args.modes:
+        out["modes"].append(await measure(args, mode))
+    return out
 
 
 if __name__ == "__main__":
@@ -145,4 +199,5 @@ if __name__ == "__main__":
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-uploads", dest="uploads", action="store_false")
+    ap.add_argument("--modes", nargs="+", choices=["embedded", "production"], default=["embedded", "production"])
     print(json.dumps(asyncio.run(main(ap.parse_args())), indent=1))
