@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     #: behind nginx, anonymous callers are then counted by their own address, not the proxy's
     trusted_proxies: str = ""
     result_ttl: float = Field(86400, gt=0)  # seconds an API upload or result is kept
+    #: API uploads read and taken in at once per process (each may hold MAX_UPLOAD_MB in memory); others wait
+    uploads_at_once: int = Field(4, ge=1)
     cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser ("*": any)
     # The studio's public https URL (e.g. https://your.host/): the bot offers it as its menu button and under the
     # style menu as a Telegram Mini App. Empty: not offered.

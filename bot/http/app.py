@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -17,7 +18,7 @@ from aiohttp import web
 from ..jobs import JobRunner
 from ..services import Services
 from . import studio, views
-from .keys import LIMITER, OPENAPI, RUNNER, SENDER, SERVICES
+from .keys import LIMITER, OPENAPI, RUNNER, SENDER, SERVICES, UPLOAD_SLOTS
 from .limits import RequestLimiter
 from .openapi import document
 from .problems import Problem
@@ -119,6 +120,7 @@ def make_http_app(services: Services, runner: JobRunner, sender: Sender | None =
     app[SERVICES] = services
     app[RUNNER] = runner
     app[LIMITER] = RequestLimiter()
+    app[UPLOAD_SLOTS] = asyncio.Semaphore(settings.uploads_at_once)
     app[OPENAPI] = document()
     if sender is not None:
         app[SENDER] = sender

@@ -18,7 +18,7 @@ from ..services import Services
 from . import schemas, stylizations, uploads
 from .auth import Caller, identify
 from .delivery import extension
-from .keys import LIMITER, OPENAPI, RUNNER, SERVICES
+from .keys import LIMITER, OPENAPI, RUNNER, SERVICES, UPLOAD_SLOTS
 from .problems import Problem
 
 #: the MAX contract's metadata: our own model, our own words
@@ -123,8 +123,10 @@ async def create(request: web.Request) -> web.Response:
     caller = await _caller(request)
     services, runner = _services(request), _runner(request)
     prefer = PREFER_WAIT.search(request.headers.get("Prefer", ""))
-    form = await uploads.read_form(request, services.settings.max_upload_bytes)
-    job = await stylizations.create(services, runner, caller, form, request.headers.get("Idempotency-Key"))
+    async with request.app[UPLOAD_SLOTS]:  # the body is in memory until its bytes are stored: a bounded few at once
+        form = await uploads.read_form(request, services.settings.max_upload_bytes)
+        job = await stylizations.create(services, runner, caller, form, request.headers.get("Idempotency-Key"))
+        del form  # not held while the request waits for the result
     headers = dict(request["ratelimit"])
     if prefer:
         seconds = min(int(prefer.group(1)), 60)
@@ -250,17 +252,20 @@ async def max_predict(request: web.Request) -> web.Response:
         query = schemas.PredictQuery.model_validate(dict(request.query))
     except ValidationError as exc:
         raise Problem(400, "malformed", "model: a preset name (see GET /v1/presets)") from exc
-    form = await uploads.read_form(request, services.settings.max_upload_bytes)
-    if not form.file("image"):
-        raise Problem(400, "malformed", "send the picture as the multipart field `image`")
-    form.files = [uploads.Upload("content", u.filename, u.data) for u in form.file("image")]
-    try:
-        job = await stylizations.create(services, runner, caller, form, None,
-                                        max_predict_side=services.settings.max_output_size, preset_only=query.model)
-    except Problem as exc:
-        if exc.status == 415:  # MAX: a file that is not a picture is a bad request
-            raise Problem(400, "malformed", exc.detail) from exc
-        raise
+    async with request.app[UPLOAD_SLOTS]:  # as in create: a bounded few bodies in memory at once
+        form = await uploads.read_form(request, services.settings.max_upload_bytes)
+        if not form.file("image"):
+            raise Problem(400, "malformed", "send the picture as the multipart field `image`")
+        form.files = [uploads.Upload("content", u.filename, u.data) for u in form.file("image")]
+        try:
+            job = await stylizations.create(services, runner, caller, form, None,
+                                            max_predict_side=services.settings.max_output_size,
+                                            preset_only=query.model)
+        except Problem as exc:
+            if exc.status == 415:  # MAX: a file that is not a picture is a bad request
+                raise Problem(400, "malformed", exc.detail) from exc
+            raise
+        del form
     job = await stylizations.wait(services, job, 60)
     if job.status != JobStatus.DONE:
         if job.status in stylizations.TERMINAL:
