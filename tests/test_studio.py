@@ -62,6 +62,9 @@ async def test_photo_and_preset_to_result_compare_and_download(tmp_path: Path) -
     async with running_api(api_settings(tmp_path)) as base, browser_page(tmp_path) as page:
         await page.goto(base + "/")
         await page.get_by_label("Photo").set_input_files(_file(tmp_path, "p.jpg", picture(160, 120, seed=1)))
+        await expect(page.locator("#preview")).to_be_visible()
+        for player in ("#clip-preview", "#live"):  # a photo shows no empty video players (CSS once beat `hidden`)
+            await expect(page.locator(player)).to_be_hidden()
         style = page.get_by_role("radiogroup", name="Style")
         await style.get_by_role("radio").first.check()
         await _stylize(page)
