@@ -59,6 +59,7 @@ TRAINERS = {
     "train-decoder": "stylizer.train.decoder:add_arguments",
     "train-preset": "stylizer.train.preset:add_arguments",
     "train-student": "stylizer.train.student:add_arguments",
+    "calibrate-int8": "stylizer.train.int8:add_arguments",
 }
 
 

@@ -18,7 +18,8 @@ from torch import nn
 from .adain import encoder, load_decoder, style_stats
 from .features import stylize_features
 from .manifest import Manifest
-from .onnx_engine import STYLE_GRAPH, STYLIZE_GRAPH, export_dir
+from .onnx_engine import STYLE_GRAPH, STYLIZE_GRAPH, STYLIZE_INT8_GRAPH, export_dir
+from .quantize import quantize_graph, read_ranges
 from .student import Student, load_student
 from .vgg import get_vgg
 
@@ -101,6 +102,11 @@ def export_onnx(manifest: Manifest, engine: str) -> Path:
                               str(tmp / STYLIZE_GRAPH), input_names=["content", *names, "alpha"],
                               output_names=["picture"], dynamic_axes={"content": picture, "picture": picture},
                               opset_version=17, dynamo=False)
+        if engine == "vgg":  # the int8 graph for CPUs without AMX, when ranges were calibrated for this decoder
+            entry = manifest.model("adain_decoder")
+            ranges = read_ranges(entry.file.parent, entry.sha256)
+            if ranges is not None:
+                quantize_graph(tmp / STYLIZE_GRAPH, tmp / STYLIZE_INT8_GRAPH, ranges)
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)

@@ -34,10 +34,13 @@ from PIL import Image
 from .engines import ENGINE_MODELS, has_model, model_id
 from .image import edge_margin, padding_to_multiple
 from .manifest import Manifest
+from .quantize import choose_precision
 
 #: Bumped when the graphs' inputs or outputs change, so an old export is not read by new code.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 STYLE_GRAPH, STYLIZE_GRAPH = "style.onnx", "stylize.onnx"
+#: the teacher's stylize graph with int8 convolutions (:mod:`stylizer.quantize`), for CPUs with VNNI but no AMX
+STYLIZE_INT8_GRAPH = "stylize_int8.onnx"
 #: Where exports go (default ``$XDG_CACHE_HOME/stylizer``, else ``~/.cache/stylizer``).
 CACHE_ENV = "STYLIZER_CACHE_DIR"
 #: ``0`` turns the OpenVINO path off (the CLI then always runs torch), e.g. to compare the two.
@@ -104,20 +107,25 @@ class OnnxEngine:
     infer requests); else for latency, one picture at a time on every core.
     """
 
-    def __init__(self, folder: Path, engine: str, fp32: bool = False, throughput: bool = False) -> None:
+    def __init__(self, folder: Path, engine: str, fp32: bool = False, throughput: bool = False,
+                 precision: str | None = None) -> None:
         import openvino as ov
 
         if engine not in ENGINE_MODELS:
             raise ValueError(f"unknown engine {engine!r}")
         # The student's torch engine pads style pictures as it pads contents; VGG measures them as they are.
         self._style_multiple = MULTIPLE if engine == "student" else 1
+        available = ["bf16", "f32"] + (["int8"] if (folder / STYLIZE_INT8_GRAPH).is_file() else [])
+        #: bf16 (OpenVINO's default, fast with AMX), int8 (VNNI without AMX) or f32 (:func:`choose_precision`)
+        self.precision = "f32" if fp32 else (precision if precision in available else choose_precision(available))
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
         config = {"PERFORMANCE_HINT": "LATENCY"}
-        if fp32:
+        if self.precision != "bf16":  # int8: what is not quantized runs in f32 (bf16 without AMX is slower)
             config["INFERENCE_PRECISION_HINT"] = "f32"
+        graph = STYLIZE_INT8_GRAPH if self.precision == "int8" else STYLIZE_GRAPH
         self._style = core.compile_model(str(folder / STYLE_GRAPH), "CPU", config)
-        self._stylize = core.compile_model(str(folder / STYLIZE_GRAPH), "CPU",
+        self._stylize = core.compile_model(str(folder / graph), "CPU",
                                            {**config, "PERFORMANCE_HINT": "THROUGHPUT"} if throughput else config)
         self._inputs = [i.any_name for i in self._stylize.inputs]
         #: how many pictures :meth:`stylize` may draw at once

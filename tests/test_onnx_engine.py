@@ -219,3 +219,50 @@ def test_a_damaged_export_falls_back_to_torch(tmp_path, content_image, style_ima
             "--device", "cpu", "--opt", "engine=student", "-o", str(tmp_path / "out.png")]
     assert _cli(args, **env) == {"rc": 0, "torch": True}
     assert Image.open(tmp_path / "out.png").size == (40, 27)
+
+
+# --- int8 (stylizer.quantize): the teacher's graph for CPUs with VNNI but no AMX ------------------------------------
+
+def test_int8_encoder_matches_fp32_layer_by_layer(content_image, style_image) -> None:
+    """The committed ranges belong to the shipped decoder, and with them the int8 encoder's channel mean and std at
+    relu1_1..relu4_1 stay within 5 % of fp32 (relu1_1 exactly: its conv is not quantized)."""
+    from stylizer.quantize import read_ranges, validate_encoder
+
+    entry = Manifest.default().model("adain_decoder")
+    ranges = read_ranges(entry.file.parent, entry.sha256)
+    assert ranges is not None, "weights/int8_ranges.json was calibrated for another decoder: run calibrate-int8"
+    pictures = [np.asarray(p.convert("RGB").resize((128, 96)), np.float32).transpose(2, 0, 1)[None] / 255
+                for p in (content_image, style_image)]
+    figures = validate_encoder(ranges, pictures)
+    assert figures["relu1_1"] == {"mean": 0.0, "std": 0.0}
+    for tap, errors in figures.items():
+        assert errors["mean"] < 0.05 and errors["std"] < 0.05, (tap, errors)
+    assert figures["relu4_1"]["mean"] > 0  # and it is int8: something did change
+
+
+def test_int8_graph_draws_nearly_the_fp32_picture(exported, content_image, style_image) -> None:
+    manifest = Manifest.default()
+    folder = onnx_engine.export_dir(manifest, "vgg")
+    assert (folder / onnx_engine.STYLIZE_INT8_GRAPH).is_file()  # written by the export with the committed ranges
+    int8 = onnx_engine.OnnxEngine(folder, "vgg", precision="int8")
+    assert int8.precision == "int8"
+    content, style = content_image.resize((160, 120)), style_image.resize((96, 96))
+    ref = np.asarray(exported["vgg"].stylize(content, exported["vgg"].style_stats(style), 1.0), np.float64)
+    ours = np.asarray(int8.stylize(content, int8.style_stats(style), 1.0), np.float64)
+    psnr = 10 * np.log10(255**2 / np.mean((ours - ref) ** 2))
+    assert 28 < psnr < 60, psnr  # close to fp32, and not fp32 itself
+
+
+def test_precision_follows_the_cpu(monkeypatch) -> None:
+    """bf16 where AMX makes it fast, int8 where only VNNI is there, f32 elsewhere; STYLIZER_PRECISION overrides."""
+    from stylizer import quantize
+
+    cases = (({"amx_bf16", "avx512_vnni", "avx512_bf16"}, "bf16"), ({"avx512_vnni", "avx512_bf16"}, "int8"),
+             ({"avx_vnni"}, "int8"), ({"avx2"}, "f32"))
+    for flags, wanted in cases:
+        monkeypatch.setattr(quantize, "cpu_flags", lambda flags=flags: flags)
+        monkeypatch.delenv(quantize.PRECISION_ENV, raising=False)
+        assert quantize.choose_precision() == wanted, flags
+        assert quantize.choose_precision(("bf16", "f32")) == ("f32" if wanted == "int8" else wanted)  # no int8 graph
+    monkeypatch.setenv(quantize.PRECISION_ENV, "f32")
+    assert quantize.choose_precision() == "f32"

@@ -1,0 +1,190 @@
+"""int8 for the teacher's OpenVINO graph, for CPUs with VNNI but no AMX (issue 32).
+
+On a CPU with AMX, OpenVINO runs the exported teacher in bf16 at ~0.11 s a 512 px picture and int8 buys ~15 %; on
+one without it (an AMD EPYC: avx512_bf16 and VNNI, no AMX) bf16 is slower than f32 and f32 takes ~0.67 s, while
+int8 convolutions on VNNI take ~0.32 s. So :func:`choose_precision` picks bf16 with AMX, int8 with VNNI, else f32.
+
+The int8 graph is the fp32 export with QuantizeLinear/DequantizeLinear pairs in front of the convolutions
+(OpenVINO runs such pairs as int8 kernels): weights per output channel, symmetric; each conv's input per tensor,
+from ranges calibrated once on photos and style pictures of every kind (``python -m stylizer calibrate-int8``,
+committed as ``weights/int8_ranges.json`` with the decoder's sha256 and the validation figures). What stays in
+higher precision, and why: the first conv (it sees the picture itself, mean-subtracted, where a step of 1/127 of
+the range is visible) and the decoder's last two (they draw the picture); the AdaIN statistics are not convs and
+are never quantized. :func:`validate_encoder` checks the encoder layer by layer: the channel mean and std of
+relu1_1..relu4_1 of the int8 graph against fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+#: convs left in higher precision at each end of the stylize graph
+SKIP_FIRST, SKIP_LAST = 1, 2
+#: the calibrated input range of each conv (in graph order) is this quantile of its values
+QUANTILE = 0.9999
+RANGES_NAME = "int8_ranges.json"
+TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+PRECISION_ENV = "STYLIZER_PRECISION"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def choose_precision(available: Sequence[str] = ("bf16", "int8", "f32")) -> str:
+    """``$STYLIZER_PRECISION`` when it names one of ``available``, else by the CPU: bf16 with AMX, int8 with
+    VNNI (AVX-512 or AVX), f32 otherwise."""
+    import os
+
+    wanted = os.environ.get(PRECISION_ENV, "auto").strip().lower()
+    if wanted in available:
+        return wanted
+    flags = cpu_flags()
+    if "amx_bf16" in flags and "bf16" in available:
+        return "bf16"
+    if flags & {"avx512_vnni", "avx_vnni"} and "int8" in available:
+        return "int8"
+    return "f32"
+
+
+# --- calibration ---------------------------------------------------------------------------------------------------
+
+def conv_input_ranges(module, feeds: Sequence[tuple]) -> list[list[float]]:  # type: ignore[no-untyped-def]
+    """[low, high] of each ``nn.Conv2d``'s input over ``module(*feed)`` for every feed, in module order (the
+    order the exported graph lists them): the low is the minimum (0 after a ReLU), the high the
+    :data:`QUANTILE` of the magnitudes (a few outliers would otherwise widen every step)."""
+    import torch
+
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    ranges = [[0.0, 0.0] for _ in convs]
+
+    def hook(i: int):  # type: ignore[no-untyped-def]
+        def record(_m, inputs) -> None:  # type: ignore[no-untyped-def]
+            x = inputs[0].detach().float().flatten()
+            sample = x[:: max(1, x.numel() // 2_000_000)]
+            ranges[i][0] = min(ranges[i][0], float(x.min()))
+            ranges[i][1] = max(ranges[i][1], float(torch.quantile(sample.abs(), QUANTILE)))
+        return record
+
+    handles = [c.register_forward_pre_hook(hook(i)) for i, c in enumerate(convs)]
+    try:
+        with torch.no_grad():
+            for feed in feeds:
+                module(*feed)
+    finally:
+        for h in handles:
+            h.remove()
+    return [[round(lo, 4), round(hi, 4)] for lo, hi in ranges]
+
+
+def read_ranges(folder: Path, decoder_sha256: str) -> list[list[float]] | None:
+    """The committed ranges when they were calibrated with this decoder, else None (no int8 graph)."""
+    path = folder / RANGES_NAME
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data["ranges"] if data.get("decoder_sha256") == decoder_sha256 else None
+
+
+# --- the graph -------------------------------------------------------------------------------------------------------
+
+def quantize_graph(src: Path, dst: Path, ranges: Sequence[Sequence[float]], convs: Sequence[int] | None = None,
+                   ) -> list[int]:
+    """Write ``src`` (an ONNX graph) to ``dst`` with QDQ int8 in front of the convs ``convs`` (default: all but
+    :data:`SKIP_FIRST` / :data:`SKIP_LAST`), ``ranges[i]`` being conv ``i``'s input range. Returns which."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    nodes = [n for n in graph.node if n.op_type == "Conv"]
+    if len(nodes) != len(ranges):
+        raise ValueError(f"{src.name} has {len(nodes)} convs, the ranges {len(ranges)}")
+    chosen = list(range(SKIP_FIRST, len(nodes) - SKIP_LAST)) if convs is None else list(convs)
+    before: dict[str, list] = {}
+    for i in chosen:
+        node, (low, high) = nodes[i], ranges[i]
+        signed = low < 0  # the picture, or AdaIN's target: int8 around 0; after a ReLU: uint8 from 0
+        scale = max(high, -low) / 127 if signed else high / 255
+        p = f"qdq{i}"
+        graph.initializer.extend([
+            numpy_helper.from_array(np.array(max(scale, 1e-12), np.float32), f"{p}_scale"),
+            helper.make_tensor(f"{p}_zero", TensorProto.INT8 if signed else TensorProto.UINT8, [], [0]),
+        ])
+        weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        w_scale = np.maximum(np.abs(weight).reshape(len(weight), -1).max(1) / 127, 1e-12).astype(np.float32)
+        w_int = np.clip(np.round(weight / w_scale[:, None, None, None]), -127, 127).astype(np.int8)
+        graph.initializer.remove(inits[node.input[1]])
+        graph.initializer.extend([numpy_helper.from_array(w_int, f"{p}_w"),
+                                  numpy_helper.from_array(w_scale, f"{p}_w_scale"),
+                                  numpy_helper.from_array(np.zeros(len(weight), np.int8), f"{p}_w_zero")])
+        before[node.name or p] = [
+            helper.make_node("QuantizeLinear", [node.input[0], f"{p}_scale", f"{p}_zero"], [f"{p}_q"]),
+            helper.make_node("DequantizeLinear", [f"{p}_q", f"{p}_scale", f"{p}_zero"], [f"{p}_x"]),
+            helper.make_node("DequantizeLinear", [f"{p}_w", f"{p}_w_scale", f"{p}_w_zero"], [f"{p}_wx"], axis=0),
+        ]
+        node.input[0], node.input[1] = f"{p}_x", f"{p}_wx"
+        if not node.name:
+            node.name = p
+    ordered = []
+    for node in graph.node:
+        ordered.extend(before.get(node.name, []) if node.op_type == "Conv" else [])
+        ordered.append(node)
+    del graph.node[:]
+    graph.node.extend(ordered)
+    onnx.save(model, str(dst))
+    return chosen
+
+
+# --- layer-by-layer validation --------------------------------------------------------------------------------------
+
+def validate_encoder(ranges: Sequence[Sequence[float]], pictures: Sequence[np.ndarray]) -> dict[str, dict[str, float]]:
+    """The int8 encoder against fp32, tap by tap (relu1_1..relu4_1), on ``pictures`` ((1, 3, H, W) float32 in
+    [0, 1]): the median over pictures of the relative error of the channel means and of the channel stds
+    (``|int8 - fp32|`` summed over channels / ``|fp32|`` summed). Both run in OpenVINO (fp32: f32 precision)."""
+    import openvino as ov
+    import torch
+
+    from .vgg import get_vgg
+
+    class Taps(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.vgg = get_vgg("cpu")
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            feats = self.vgg(x, TAPS)
+            return tuple(feats[t] for t in TAPS)
+
+    net = Taps().eval()
+    encoder_convs = sum(isinstance(m, torch.nn.Conv2d) for m in net.vgg.slice_to("relu4_1").modules())
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path, int8_path = Path(tmp) / "encoder.onnx", Path(tmp) / "encoder_int8.onnx"
+        with torch.no_grad():
+            torch.onnx.export(net, (torch.rand(1, 3, 64, 64),), str(fp32_path), input_names=["x"],
+                              output_names=list(TAPS), dynamic_axes={"x": {2: "h", 3: "w"}}, opset_version=17,
+                              dynamo=False)
+        quantize_graph(fp32_path, int8_path, ranges[:encoder_convs], range(SKIP_FIRST, encoder_convs))
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        fp32, int8 = (core.compile_model(str(p), "CPU", config) for p in (fp32_path, int8_path))
+        errors: dict[str, dict[str, list[float]]] = {t: {"mean": [], "std": []} for t in TAPS}
+        for x in pictures:
+            a, b = fp32(x), int8(x)
+            for k, tap in enumerate(TAPS):
+                fa, fb = np.asarray(a[k], np.float64), np.asarray(b[k], np.float64)
+                for stat, fn in (("mean", np.mean), ("std", np.std)):
+                    sa, sb = fn(fa, axis=(0, 2, 3)), fn(fb, axis=(0, 2, 3))
+                    errors[tap][stat].append(float(np.abs(sb - sa).sum() / max(np.abs(sa).sum(), 1e-12)))
+    return {t: {s: round(float(np.median(v)), 4) for s, v in d.items()} for t, d in errors.items()}
