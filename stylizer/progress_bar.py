@@ -59,3 +59,30 @@ class Reporter:
             noun = "file" if len(self.files) == 1 else "files"
             print(f"stylized {len(self.files)} {noun} in {seconds:.1f} s -> {self.output}", file=self.stream)
         return summary
+
+
+class TrainingBar:
+    """A training's steps as a bar (the latest losses beside it) on a terminal; nothing in pipes and logs, where
+    the trainer's log lines say the same. ``update`` is cheap enough for every step."""
+
+    def __init__(self, tag: str, total: int, done: int = 0, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self._bar: Any = None
+        if getattr(self.stream, "isatty", lambda: False)():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+                                 console=Console(file=self.stream), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(tag, total=total, completed=done, losses="")
+
+    def update(self, step: int, losses: str | None = None) -> None:
+        if self._bar is not None:
+            fields = {"losses": losses} if losses is not None else {}
+            self._bar.update(self._task, completed=step, **fields)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

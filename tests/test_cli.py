@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -152,3 +153,26 @@ def test_json_summary_for_scripts(files, tmp_path, capsys) -> None:
     summary = json.loads(captured.out)
     assert summary["files"] == 1 and summary["outputs"] == [str(out.with_suffix(".png"))] and captured.err == ""
     assert Path(summary["outputs"][0]).is_file()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_bars_on_a_terminal_only(tmp_path) -> None:
+    """A folder's bar and summary line, and a training's bar with its losses, show on a terminal; in a pipe,
+    nothing (the logs say it)."""
+    from stylizer.progress_bar import Reporter, TrainingBar
+
+    terminal, pipe = _Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        bar = TrainingBar("student c", 10, 2, stream=stream)
+        bar.update(5, "loss=1.2345")
+        bar.close()
+        reporter = Reporter(2, tmp_path, stream=stream)
+        reporter.done(tmp_path / "a.jpg", tmp_path / "a.png")
+        reporter.done(tmp_path / "b.jpg", tmp_path / "b.png")
+        reporter.close()
+    assert pipe.getvalue() == ""
+    assert "stylized 2 files in" in terminal.getvalue() and str(tmp_path) in terminal.getvalue()

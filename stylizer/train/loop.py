@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import StylizerError
+from ..progress_bar import TrainingBar
 
 log = logging.getLogger(__name__)
 
@@ -131,20 +132,31 @@ class Loop:
 
     def run(self, step_fn, start_step: int, checkpoint, validate=None) -> int:
         """Run from ``start_step``; returns the last step reached (checkpointed and validated)."""
-        start = last_save = time.perf_counter()
-        window: dict[str, list[torch.Tensor]] = {}
-        step = start_step
+        start = time.perf_counter()
 
-        def save_and_validate() -> None:
+        def save_and_validate(step: int) -> None:
             checkpoint(step)
             figures = validate(step) if validate is not None else {}
             if figures:
                 log.info("%s step %d validation %s", self.tag, step, json.dumps(figures))
             self._log({"step": step, "validation": figures, "seconds": round(time.perf_counter() - start, 1)})
 
+        bar = TrainingBar(self.tag, self.steps, start_step)  # on a terminal only
+        try:
+            step = self._steps(step_fn, start_step, save_and_validate, bar)
+        finally:
+            bar.close()
+        save_and_validate(step)
+        return step
+
+    def _steps(self, step_fn, start_step: int, save_and_validate, bar: TrainingBar) -> int:  # type: ignore[no-untyped-def]
+        start = last_save = time.perf_counter()
+        window: dict[str, list[torch.Tensor]] = {}
+        step = start_step
         while step < self.steps:
             losses = step_fn(step)
             step += 1
+            bar.update(step)
             for k, v in losses.items():  # kept as tensors: no GPU sync per step, one per report
                 window.setdefault(k, []).append(torch.as_tensor(v, dtype=torch.float32))
             now = time.perf_counter()
@@ -156,8 +168,9 @@ class Loop:
                 if not all(math.isfinite(v) for v in means.values()):
                     raise StylizerError(f"{self.tag}: training diverged before step {step} ({means})")
                 rate = (step - start_step) / (now - start)
-                log.info("%s step %d/%d %s %.2f it/s", self.tag, step, self.steps,
-                         " ".join(f"{k}={v:.4f}" for k, v in means.items()), rate)
+                shown = " ".join(f"{k}={v:.4f}" for k, v in means.items())
+                log.info("%s step %d/%d %s %.2f it/s", self.tag, step, self.steps, shown, rate)
+                bar.update(step, shown)
                 self._log({"step": step, "losses": {k: round(v, 5) for k, v in means.items()}})
                 self.history.append({"step": step, **means})
             if out_of_time:
@@ -165,7 +178,6 @@ class Loop:
                 break
             by_steps = bool(self.checkpoint_every) and step % self.checkpoint_every == 0
             if by_steps or now - last_save > self.checkpoint_seconds:
-                save_and_validate()
+                save_and_validate(step)
                 last_save = time.perf_counter()
-        save_and_validate()
         return step
