@@ -231,6 +231,53 @@ def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path
     assert train_phase(cfg) == 3
 
 
+def test_light_decoder_trains_on_cached_vgg_features_and_resumes(tmp_path: Path, image_folder: Path) -> None:
+    """Issue 32's light decoder: VGG-19 itself as the encoder and a thinner mirrored decoder, phase B from the
+    teacher refitted layer by layer, then phase C ``--cached``: the frozen encoder's features of every cached pair
+    are computed once, the decoder alone learns (its AdaIN objective falls on a fixed batch), the encoder stays
+    VGG's, and a longer run resumes from the saved step."""
+    from stylizer.losses import adain_feature_losses
+    from stylizer.train.student import FeatureCache
+    from stylizer.vgg import LAYER_SCALE, STYLE_LAYERS
+
+    work = tmp_path / "light"
+    torch.manual_seed(0)
+    assert build_cache(_cfg("cache", image_folder, work, 0)) == 50
+
+    def cfg(phase: str, steps: int, lr: float = 1e-4) -> StudentConfig:
+        c = _cfg(phase, image_folder, work, steps, lr)
+        c.widths, c.decoder_widths, c.cached = (64, 128, 256, 512), (8, 16, 32, 64), phase == "c"
+        return c
+
+    assert train_phase(cfg("b", 3)) == 3
+    b_state = torch.load(work / "phase_b.ckpt", weights_only=True)
+    arch = StudentArch.from_json(b_state["arch"])
+    assert arch.widths == (64, 128, 256, 512) and arch.dec_widths == (8, 16, 32, 64)
+    vgg = get_vgg()
+    features = FeatureCache(TeacherCache(work / "cache", torch.device("cpu")), vgg, work / "cache", torch.device("cpu"))
+    assert features.feats["f_c"].shape == (50, 512, 4, 4) and features.feats["mean.relu5_1"].shape == (50, 512)
+    fixed = features.batch(8, torch.Generator().manual_seed(5))
+
+    def objective(state: dict) -> float:
+        student = Student(arch)
+        student.load_state_dict(state["student"])
+        targets = {k: (fixed[f"mean.{k}"][..., None, None] / LAYER_SCALE[k],
+                       fixed[f"std.{k}"][..., None, None] / LAYER_SCALE[k]) for k in STYLE_LAYERS}
+        with torch.no_grad():
+            t = adain(fixed["f_c"], fixed["mean.relu4_1"][..., None, None], fixed["std.relu4_1"][..., None, None])
+            content, style = adain_feature_losses(vgg(student.decoder(t), STYLE_LAYERS), t, targets)
+        return float(content + 10 * style)
+
+    assert train_phase(cfg("c", 80, lr=3e-4)) == 80
+    c_state = torch.load(work / "phase_c.ckpt", weights_only=True)
+    before, after = objective(b_state), objective(c_state)
+    assert after < 0.8 * before, (before, after)
+    assert all(torch.equal(c_state["student"][k], b_state["student"][k]) for k in b_state["student"]
+               if k.startswith("encoder."))  # VGG's own weights, untouched
+    assert train_phase(cfg("c", 82, lr=3e-4)) == 82
+    assert [s for s, _ in _losses(work, "c")][-2:] == [81, 82]
+
+
 @pytest.fixture(scope="module")
 def student_manifest(tmp_path_factory, pruned) -> Manifest:
     student, _ = pruned
