@@ -64,3 +64,30 @@ async def test_admin_trains_and_publishes_a_preset(tmp_path: Path, image_folder:
         assert "bot_test_style" not in manifest
         assert rows(settings, "SELECT name, method, status FROM training_runs") == [
             ("bot_test_style", method, "published")]
+
+
+async def test_admin_makes_an_api_key_with_its_own_limits(tmp_path: Path) -> None:
+    """``/apikey create NAME rpm=5 share=0.5``: the key is shown once and works; ``list`` shows its limits; a bad
+    limit is refused with the reason; a non-admin gets nothing."""
+    from bot import apikeys
+    from bot.db import create_engine, session_factory
+
+    async with FakeTelegram() as tg:
+        settings = make_settings(tg, tmp_path, admin_ids="900")
+        admin, user = UserChat(tg, 900), UserChat(tg, 901)
+        async with running_bot(settings):
+            await admin.text("/apikey create partner rpm=5 share=0.5")
+            shown = await admin.wait_text("API key for partner")
+            key = text_of(shown).split()[-1]
+            await admin.text("/apikey list")
+            await admin.wait_text("rpm=5 share=0.5")
+            await admin.text("/apikey create other share=3")
+            await admin.wait_text("share must be positive and at most 1")
+            await user.text("/apikey create mine")
+            await user.wait_text("only for the bot's admins")
+        engine = create_engine(settings.database_url)
+        async with session_factory(engine)() as session:
+            client = await apikeys.lookup(session, key)
+            assert client is not None and client.requests_per_minute == 5 and client.queue_share == 0.5
+        await engine.dispose()
+        assert rows(settings, "SELECT name FROM api_clients") == [("partner",)]

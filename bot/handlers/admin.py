@@ -259,9 +259,14 @@ async def cmd_apikey(update: Update, context: BotContext) -> None:
     _ = context.tr
     words = list(context.args or [])
     async with context.services.sessions() as session:
-        if len(words) == 2 and words[0] == "create" and re.fullmatch(r"[\w.-]{1,64}", words[1]):
+        if len(words) >= 2 and words[0] == "create" and re.fullmatch(r"[\w.-]{1,64}", words[1]):
             try:
-                client, key = await apikeys.create(session, words[1])
+                limits = apikeys.parse_limits(words[2:])  # e.g. rpm=600 jobs=16 share=0.8 (the rest: API_* defaults)
+            except ValueError as exc:
+                await reply(update, context, str(exc))
+                return
+            try:
+                client, key = await apikeys.create(session, words[1], limits)
             except ValueError:
                 await reply(update, context, _("A key named {name} exists already; revoke it first.", name=words[1]))
                 return
@@ -271,7 +276,8 @@ async def cmd_apikey(update: Update, context: BotContext) -> None:
             return
         if words == ["list"]:
             clients = await apikeys.listing(session)
-            lines = [f"{c.id}. {c.name} — " + (_("revoked") if c.revoked_at else _("active")) for c in clients]
+            lines = [f"{c.id}. {c.name} — " + (_("revoked") if c.revoked_at else _("active"))
+                     + f" · {apikeys.describe_limits(c)}" for c in clients]
             await reply(update, context, "\n".join(lines) or _("No API keys yet."))
             return
         if len(words) == 2 and words[0] == "revoke":
@@ -280,4 +286,5 @@ async def cmd_apikey(update: Update, context: BotContext) -> None:
             await reply(update, context, _("Revoked {name}.", name=words[1]) if done
                         else _("No active key named {name}.", name=words[1]))
             return
-    await reply(update, context, _("Usage: /apikey create NAME, /apikey list, /apikey revoke NAME"))
+    await reply(update, context, _("Usage: /apikey create NAME [rpm=N jobs=N per_minute=N share=F], /apikey list, "
+                                   "/apikey revoke NAME"))
