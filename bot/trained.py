@@ -185,6 +185,13 @@ async def beat(session: AsyncSession, run_id: int) -> bool:
     return bool(await session.scalar(select(TrainingRun.cancel_requested).where(TrainingRun.id == run_id)))
 
 
+async def requeue(session: AsyncSession, run_id: int) -> None:
+    """A running run whose trainer is stopping goes back to ``queued`` (commits)."""
+    await session.execute(update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.status == "running")
+                          .values(status="queued", heartbeat_at=None))
+    await session.commit()
+
+
 async def stale_runs(session: AsyncSession, older_than: float) -> list[TrainingRun]:
     """Running runs whose trainer stopped beating (its process died), now ``failed`` (the caller commits)."""
     cutoff = utcnow().timestamp() - older_than

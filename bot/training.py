@@ -46,17 +46,24 @@ class Trainer:
         self.bot = bot
         self._wake = asyncio.Event()
         self._cancel = threading.Event()  # the run in progress (one at a time)
+        self._current: int | None = None  # its id
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._serve(), name="trainer")
 
     async def stop(self) -> None:
+        """Stop at once; a run in progress goes back to the queue for the next trainer (this worker's replacement,
+        or another one), not to the admin as failed."""
         self._cancel.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._current is not None:
+            async with self.services.sessions() as session:
+                await trained.requeue(session, self._current)
+            log.info("training run %d handed back to the queue", self._current)
 
     def wake(self) -> None:
         """A run was just queued in this process: look now, not at the next poll."""
@@ -103,9 +110,10 @@ class Trainer:
     async def _run(self, run: TrainingRun) -> None:
         log.info("training run %d (%s, %s) claimed here", run.id, run.name, run.method)
         self._cancel.clear()
+        self._current = run.id
         try:
             await self._train_and_sample(run)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # stop(): the run stays ``_current`` and goes back to the queue
             raise
         except Exception as exc:
             log.exception("training run %d crashed", run.id)
@@ -114,6 +122,7 @@ class Trainer:
                             N_("😕 Training failed with an internal error (see logs)."))
         finally:
             trained.forget_draft_files(self.settings.presets_dir, run.id)
+        self._current = None
 
     def sample_image(self, style_path: Path) -> Path:
         if self.settings.sample_image and self.settings.sample_image.is_file():

@@ -100,3 +100,44 @@ async def _has(http: aiohttp.ClientSession, base: str, auth: dict, name: str) ->
 
 async def _gone(http: aiohttp.ClientSession, base: str, auth: dict, name: str) -> bool:
     return name not in await _names(http, base, auth)
+
+
+async def test_a_stopped_worker_hands_its_training_on_and_any_replica_cancels_it(  # type: ignore[no-untyped-def]
+        tg, tmp_path: Path, postgres_url: str, image_folder: Path) -> None:
+    """A long training: SIGTERM on its worker puts the run back in the queue and the other worker takes it; the
+    admin's Cancel, taken by whichever replica, stops it there at its next heartbeat."""
+    import signal
+
+    method = "cin" if "cin_base" in Stylizer().manifest.models else "johnson"
+    cluster = Cluster(tg, tmp_path, postgres_url)
+    cluster.env.update(ADMIN_IDS=str(ADMIN), TRAIN_CONTENT_DIR=str(image_folder), TRAIN_STEPS="100000",
+                       TRAIN_SIZE="64")
+    settings = make_settings(tg, tmp_path, database_url=postgres_url)
+    assert cluster.run("migrate").returncode == 0
+    admin = UserChat(tg, ADMIN)
+    try:
+        for name, role in (("web_a", "web"), ("web_b", "web"), ("worker_a", "worker"), ("worker_b", "worker")):
+            cluster.start(name, role)
+        for name in ("web_a", "web_b"):
+            await wait_healthy(cluster.ports[name])
+        tg.push_webhooks([f"http://127.0.0.1:{cluster.ports[n]}" for n in ("web_a", "web_b")])
+        tg.user_sends_photo(ADMIN, picture(80, 80, seed=12), caption=f"/train long_style {method}")
+        _queued, cancel = await admin.wait_button("tx:")
+
+        def claimed_by() -> list[str]:
+            return [n for n in ("worker_a", "worker_b") if "claimed here" in cluster.log(n)]
+
+        await tg.wait_until(lambda: bool(claimed_by()), timeout=60)
+        first = claimed_by()[0]
+        second = "worker_b" if first == "worker_a" else "worker_a"
+        cluster.procs[first].send_signal(signal.SIGTERM)
+        assert cluster.procs.pop(first).wait(30) == 0  # a clean stop (not one for cluster.check to report)
+        assert "handed back to the queue" in cluster.log(first)
+        await tg.wait_until(lambda: "claimed here" in cluster.log(second), timeout=60)
+        await admin.press(cancel)
+        await admin.wait_text("cancelled", method="editMessageText", timeout=60)
+        cluster.check()
+    finally:
+        cluster.stop_all()
+    assert rows(settings, "SELECT name, status FROM training_runs") == [("long_style", "cancelled")]
+    assert rows(settings, "SELECT count(*) FROM blobs") == [(0,)]  # the picture went with the run
