@@ -35,6 +35,18 @@ async def _problem(response: aiohttp.ClientResponse, status: int, kind: str) -> 
     return body
 
 
+async def _slow_job_running(http: aiohttp.ClientSession, base: str, headers: dict) -> dict:
+    """A high-quality job, once its events say it is running (it then holds a worker for a while)."""
+    data = form({"content": picture(96, 64, seed=4), "style": picture(64, 64, seed=6)}, quality="high")
+    async with http.post(base + "/v1/stylizations", data=data, headers=headers) as r:
+        slow = await _json(r)
+    async with http.get(base + slow["links"]["events"], headers=headers) as r:
+        async for line in r.content:
+            if line.startswith(b"event: progress"):
+                break
+    return slow
+
+
 def _apikey(settings, name: str, *limits: str) -> str:  # type: ignore[no-untyped-def]
     env = {k: v for k, v in os.environ.items() if k not in ("BOT_TOKEN", "DATABASE_URL")}
     env.update(PYTHONPATH=str(ROOT), DATA_DIR=str(settings.data_dir))
@@ -130,13 +142,7 @@ async def test_events_idempotency_cancel_and_privacy_between_callers(tmp_path: P
         async with http.get(base + "/v1/stylizations", headers={"Authorization": f"Bearer {bob}"}) as r:
             assert (await _json(r))["items"] == []
         # a slow job cancelled while it runs: DELETE, then it is gone
-        data = form({"content": picture(96, 64, seed=4), "style": picture(64, 64, seed=6)}, quality="high")
-        async with http.post(base + "/v1/stylizations", data=data, headers=as_alice) as r:
-            slow = await _json(r)
-        async with http.get(base + slow["links"]["events"], headers=as_alice) as r:
-            async for line in r.content:
-                if line.startswith(b"event: progress"):
-                    break
+        slow = await _slow_job_running(http, base, as_alice)
         async with http.delete(base + slow["links"]["cancel"], headers=as_alice) as r:
             assert r.status == 204
         async with http.get(base + slow["links"]["self"], headers=as_alice) as r:
@@ -256,13 +262,7 @@ async def test_each_key_has_its_own_limits_and_queue_share(tmp_path: Path) -> No
             name = (await _json(r))["items"][0]["name"]
             assert r.headers["RateLimit-Policy"] == '"requests";q=100;w=60'
         # the one worker busy with a slow job of the big key ...
-        data = form({"content": picture(96, 64, seed=4), "style": picture(64, 64, seed=6)}, quality="high")
-        async with http.post(base + "/v1/stylizations", data=data, headers=big) as r:
-            slow = await _json(r)
-        async with http.get(base + slow["links"]["events"], headers=big) as r:
-            async for line in r.content:
-                if line.startswith(b"event: progress"):
-                    break
+        slow = await _slow_job_running(http, base, big)
         # ... so the small key's jobs wait: two (half of MAX_QUEUE 4) may, the third is over its share
         statuses = []
         for seed in range(3):

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import subprocess
-import sys
 
 import aiohttp
 import pytest
@@ -36,10 +34,7 @@ async def test_api_across_replicas_and_a_killed_worker(tg, tmp_path, postgres_ur
     cluster.env.update(GATYS_STEPS="60", OUTPUT_SIZE="96")
     settings = make_settings(tg, tmp_path, database_url=postgres_url)
     assert cluster.run("migrate").returncode == 0
-    made = subprocess.run([sys.executable, "-m", "bot", "apikey", "create", "partner"], cwd=tmp_path,
-                          env=cluster.env, capture_output=True, text=True, timeout=120)
-    assert made.returncode == 0, made.stderr
-    auth = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
+    auth = {"Authorization": f"Bearer {cluster.apikey('partner')}"}
     try:
         for name in ("web_a", "web_b"):
             cluster.start(name, "web")

@@ -48,6 +48,13 @@ class Cluster:
         return subprocess.run([sys.executable, "-m", "bot", role], cwd=self.tmp, env=self.env, capture_output=True,
                               text=True, timeout=120)
 
+    def apikey(self, name: str) -> str:
+        """A new API key made as an operator would (``python -m bot apikey create``): the last line printed."""
+        made = subprocess.run([sys.executable, "-m", "bot", "apikey", "create", name], cwd=self.tmp, env=self.env,
+                              capture_output=True, text=True, timeout=120)
+        assert made.returncode == 0, made.stderr
+        return made.stdout.strip().splitlines()[-1]
+
     def start(self, name: str, role: str) -> None:
         """A process in its own folder with a relative DATA_DIR, so no two see each other's files."""
         env = dict(self.env, DATA_DIR="var")

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -36,6 +34,17 @@ async def _until(check, timeout: float = 30) -> None:  # type: ignore[no-untyped
         await asyncio.sleep(0.2)
 
 
+async def _deploy(tg, cluster: Cluster) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Two web replicas and two workers, the updates pushed round robin to either replica; their base URLs."""
+    for name, role in (("web_a", "web"), ("web_b", "web"), ("worker_a", "worker"), ("worker_b", "worker")):
+        cluster.start(name, role)
+    for name in ("web_a", "web_b"):
+        await wait_healthy(cluster.ports[name])
+    a, b = (f"http://127.0.0.1:{cluster.ports[n]}" for n in ("web_a", "web_b"))
+    tg.push_webhooks([a, b])
+    return a, b
+
+
 async def test_a_worker_trains_and_every_process_gets_the_preset(tg, tmp_path: Path, postgres_url: str,  # type: ignore[no-untyped-def]
                                                                    image_folder: Path) -> None:
     method = "cin" if "cin_base" in Stylizer().manifest.models else "johnson"
@@ -44,18 +53,10 @@ async def test_a_worker_trains_and_every_process_gets_the_preset(tg, tmp_path: P
                        PRESET_SYNC_SECONDS="0.5", OUTPUT_SIZE="96")
     settings = make_settings(tg, tmp_path, database_url=postgres_url)
     assert cluster.run("migrate").returncode == 0
-    made = subprocess.run([sys.executable, "-m", "bot", "apikey", "create", "partner"], cwd=tmp_path,
-                          env=cluster.env, capture_output=True, text=True, timeout=120)
-    assert made.returncode == 0, made.stderr
-    auth = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
+    auth = {"Authorization": f"Bearer {cluster.apikey('partner')}"}
     admin = UserChat(tg, ADMIN)
     try:
-        for name, role in (("web_a", "web"), ("web_b", "web"), ("worker_a", "worker"), ("worker_b", "worker")):
-            cluster.start(name, role)
-        for name in ("web_a", "web_b"):
-            await wait_healthy(cluster.ports[name])
-        a, b = (f"http://127.0.0.1:{cluster.ports[n]}" for n in ("web_a", "web_b"))
-        tg.push_webhooks([a, b])  # round robin: the admin's updates reach either replica
+        a, b = await _deploy(tg, cluster)  # the admin's updates reach either replica
         tg.user_sends_photo(ADMIN, picture(80, 80, seed=11), caption=f"/train prod_style {method}")
         await admin.wait_text("is queued")
         sample, publish = await admin.wait_button("tp:", method="sendPhoto", timeout=240)
@@ -116,11 +117,7 @@ async def test_a_stopped_worker_hands_its_training_on_and_any_replica_cancels_it
     assert cluster.run("migrate").returncode == 0
     admin = UserChat(tg, ADMIN)
     try:
-        for name, role in (("web_a", "web"), ("web_b", "web"), ("worker_a", "worker"), ("worker_b", "worker")):
-            cluster.start(name, role)
-        for name in ("web_a", "web_b"):
-            await wait_healthy(cluster.ports[name])
-        tg.push_webhooks([f"http://127.0.0.1:{cluster.ports[n]}" for n in ("web_a", "web_b")])
+        await _deploy(tg, cluster)
         tg.user_sends_photo(ADMIN, picture(80, 80, seed=12), caption=f"/train long_style {method}")
         _queued, cancel = await admin.wait_button("tx:")
 
