@@ -48,7 +48,9 @@
   const auth = initData ? { Authorization: "tma " + initData } : {};
   function postEvent(type, data) {
     try {
+      // the three ways Telegram's own script talks to its clients: mobile webviews, desktop, web (an iframe)
       if (window.TelegramWebviewProxy) window.TelegramWebviewProxy.postEvent(type, JSON.stringify(data || {}));
+      else if (window.external && "notify" in window.external) window.external.notify(JSON.stringify({ eventType: type, eventData: data || {} }));
       else if (window.parent !== window) window.parent.postMessage(JSON.stringify({ eventType: type, eventData: data || {} }), "*");
     } catch (e) { /* not inside Telegram */ }
   }
