@@ -37,7 +37,7 @@ from .manifest import Manifest
 from .quantize import choose_precision
 
 #: Bumped when the graphs' inputs or outputs change, so an old export is not read by new code.
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 STYLE_GRAPH, STYLIZE_GRAPH = "style.onnx", "stylize.onnx"
 #: the teacher's stylize graph with int8 convolutions (:mod:`stylizer.quantize`), for CPUs with VNNI but no AMX
 STYLIZE_INT8_GRAPH = "stylize_int8.onnx"

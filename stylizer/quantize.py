@@ -9,8 +9,9 @@ The int8 graph is the fp32 export with QuantizeLinear/DequantizeLinear pairs in 
 from ranges calibrated once on photos and style pictures of every kind (``python -m stylizer calibrate-int8``,
 committed as ``weights/int8_ranges.json`` with the decoder's sha256 and the validation figures). What stays in
 higher precision, and why: the first conv (it sees the picture itself, mean-subtracted, where a step of 1/127 of
-the range is visible) and the decoder's last two (they draw the picture); the AdaIN statistics are not convs and
-are never quantized. :func:`validate_encoder` checks the encoder layer by layer: the channel mean and std of
+the range is visible) and the decoder's last (it draws the picture's three channels; its input, the full-resolution
+64-channel conv before it, quantizes without a measurable change: 21 held-out pairs 0.626 / 0.443 against 0.626 /
+0.441 with it in f32, ~9 % faster); the AdaIN statistics are not convs and are never quantized. :func:`validate_encoder` checks the encoder layer by layer: the channel mean and std of
 relu1_1..relu4_1 of the int8 graph against fp32.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 #: convs left in higher precision at each end of the stylize graph
-SKIP_FIRST, SKIP_LAST = 1, 2
+SKIP_FIRST, SKIP_LAST = 1, 1
 #: the calibrated input range of each conv (in graph order) is this quantile of its values
 QUANTILE = 0.9999
 RANGES_NAME = "int8_ranges.json"
