@@ -302,6 +302,42 @@ async def test_forwarded_addresses_count_only_behind_a_trusted_proxy(tmp_path: P
         assert await remaining(base, http, "203.0.113.2") == 8  # no trusted proxy: the header is ignored
 
 
+async def test_a_slow_upload_holds_a_slot_and_an_oversized_one_never_waits(tmp_path: Path) -> None:
+    """Bodies in memory are bounded (UPLOADS_AT_ONCE): while a slow client holds the only slot, a 60 MB upload is
+    refused from its headers at once (413), and the slow one still gets its job."""
+    settings = api_settings(tmp_path, uploads_at_once=1)
+    async with running_api(settings) as base, aiohttp.ClientSession() as http:
+        async with http.get(base + "/v1/presets") as r:
+            name = (await _json(r))["items"][0]["name"]
+        body = form({"content": picture(96, 64, seed=9)}, preset=name)
+        payload = body()  # the multipart writer: its bytes, and its Content-Type with the boundary
+        chunks = io.BytesIO()
+
+        class Sink:
+            async def write(self, data: bytes) -> None:
+                chunks.write(data)
+
+        await payload.write(Sink())
+        raw, release = chunks.getvalue(), asyncio.Event()
+
+        async def trickle():  # half the body, then nothing until released
+            yield raw[: len(raw) // 2]
+            await release.wait()
+            yield raw[len(raw) // 2:]
+
+        slow = asyncio.create_task(http.post(base + "/v1/stylizations", data=trickle(),
+                                             headers={"Content-Type": payload.content_type}))
+        await asyncio.sleep(1.0)  # it holds the slot now
+        big = form({"content": os.urandom(60 * 2**20)}, preset=name)
+        started = asyncio.get_running_loop().time()
+        async with http.post(base + "/v1/stylizations", data=big) as r:
+            await _problem(r, 413, "too-large")
+        assert asyncio.get_running_loop().time() - started < 10 and not slow.done()
+        release.set()
+        async with await slow as r:
+            assert r.status == 202, await r.text()
+
+
 async def test_openapi_docs_and_health(tmp_path: Path) -> None:
     settings = api_settings(tmp_path)
     async with running_api(settings) as base, aiohttp.ClientSession() as http:

@@ -53,13 +53,19 @@ class Form:
         return h.hexdigest()
 
 
+def check_headers(request: web.Request, limit: int) -> None:
+    """What the headers alone refuse: a declared length over ``limit`` (413), a body that is not multipart (400).
+    Checked before a request waits for an upload slot, so those never wait."""
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem(413, "too-large", f"the request body is over {limit / 2**20:g} MB")
+    if not request.content_type.startswith("multipart/"):
+        raise Problem(400, "malformed", "send multipart/form-data (a `content` file and the style fields)")
+
+
 async def read_form(request: web.Request, limit: int) -> Form:
     """The multipart body, at most ``limit`` bytes in all (413 as soon as it is passed)."""
     too_large = Problem(413, "too-large", f"the request body is over {limit / 2**20:g} MB")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    if not request.content_type.startswith("multipart/"):
-        raise Problem(400, "malformed", "send multipart/form-data (a `content` file and the style fields)")
+    check_headers(request, limit)
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError, HttpProcessingError) as exc:

@@ -123,6 +123,7 @@ async def create(request: web.Request) -> web.Response:
     caller = await _caller(request)
     services, runner = _services(request), _runner(request)
     prefer = PREFER_WAIT.search(request.headers.get("Prefer", ""))
+    uploads.check_headers(request, services.settings.max_upload_bytes)
     async with request.app[UPLOAD_SLOTS]:  # the body is in memory until its bytes are stored: a bounded few at once
         form = await uploads.read_form(request, services.settings.max_upload_bytes)
         job = await stylizations.create(services, runner, caller, form, request.headers.get("Idempotency-Key"))
@@ -252,6 +253,7 @@ async def max_predict(request: web.Request) -> web.Response:
         query = schemas.PredictQuery.model_validate(dict(request.query))
     except ValidationError as exc:
         raise Problem(400, "malformed", "model: a preset name (see GET /v1/presets)") from exc
+    uploads.check_headers(request, services.settings.max_upload_bytes)
     async with request.app[UPLOAD_SLOTS]:  # as in create: a bounded few bodies in memory at once
         form = await uploads.read_form(request, services.settings.max_upload_bytes)
         if not form.file("image"):
