@@ -9,10 +9,11 @@ The int8 graph is the fp32 export with QuantizeLinear/DequantizeLinear pairs in 
 from ranges calibrated once on photos and style pictures of every kind (``python -m stylizer calibrate-int8``,
 committed as ``weights/int8_ranges.json`` with the decoder's sha256 and the validation figures). What stays in
 higher precision, and why: the first conv (it sees the picture itself, mean-subtracted, where a step of 1/127 of
-the range is visible) and the decoder's last (it draws the picture's three channels; its input, the full-resolution
-64-channel conv before it, quantizes without a measurable change: 21 held-out pairs 0.626 / 0.443 against 0.626 /
-0.441 with it in f32, ~9 % faster); the AdaIN statistics are not convs and are never quantized. :func:`validate_encoder` checks the encoder layer by layer: the channel mean and std of
-relu1_1..relu4_1 of the int8 graph against fp32.
+the range is visible) and the decoder's last (it draws the picture's three channels; the full-resolution
+64-channel conv before it quantizes without a measurable change: 21 held-out pairs 0.626 / 0.443 against 0.626 /
+0.441 with it in f32, ~9 % faster); the AdaIN statistics are not convs and are never quantized.
+:func:`validate_encoder` checks the encoder layer by layer: the channel mean and std of relu1_1..relu4_1 of the
+int8 graph against fp32.
 """
 
 from __future__ import annotations
