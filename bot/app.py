@@ -16,15 +16,17 @@ from typing import Any
 from telegram import Bot, Update
 from telegram.ext import AIORateLimiter, Application, BaseUpdateProcessor, CallbackContext
 
-from . import handlers, retention
+from . import retention
 from .config import Settings
-from .context import CONTEXT_TYPES
 from .db import create_engine, migrate, require_head, session_factory
 from .http.app import make_http_app, start_site
 from .http.delivery import ApiDelivery
 from .jobs import JobRunner, Role
-from .jobs.delivery import TelegramDelivery
 from .services import Services
+from .telegram import handlers
+from .telegram.context import CONTEXT_TYPES
+from .telegram.delivery import TelegramDelivery
+from .telegram.training import ChatTrainingReports
 from .training import Trainer
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ async def _post_init(app: Application) -> None:
     runner = JobRunner(services, [TelegramDelivery(services, app.bot), ApiDelivery(services)], role)
     app.bot_data["runner"] = runner
     if runner.local_workers:  # this process renders, so it trains too (a front end leaves both to the workers)
-        app.bot_data["trainer"] = Trainer(services, app.bot)
+        app.bot_data["trainer"] = Trainer(services, ChatTrainingReports(services, app.bot))
         await app.bot_data["trainer"].start()
     await runner.start()
     if role is Role.ALL and services.settings.http_listen:  # the HTTP front end beside polling

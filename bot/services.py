@@ -1,7 +1,7 @@
 """The bot's long-lived, shared state below the handlers: settings, database, stylizer, preset list.
 
 Built once by :func:`bot.app.build_application` and reached from handlers as ``context.services``
-(:mod:`bot.context`). What a front end may know about the methods comes from the stylizer's own
+(:mod:`bot.telegram.context`). What a front end may know about the methods comes from the stylizer's own
 metadata (:class:`stylizer.facade.MethodInfo`): the bot never names a method.
 """
 

@@ -1,9 +1,11 @@
 """Admin preset training in the background: claim a queued run, train, render a sample, offer Publish/Discard.
 
 A run is a ``training_runs`` row that ``/train`` queued on whichever replica took it, with the admin's picture in
-a blob. The process that renders (the all-in-one bot, or ``python -m bot worker``) claims it atomically, trains
-it in a thread (one at a time per process), beats ``heartbeat_at`` and looks for ``cancel_requested`` while it
-runs, and stores the draft's files as blobs (:mod:`bot.trained`). Publish, on any replica, makes it a preset that
+a blob. The process that renders (the all-in-one bot, or ``python -m bot worker``) claims it atomically, trains it
+in a thread (one at a time per process), beats ``heartbeat_at`` and looks for ``cancel_requested`` while it runs,
+and stores the draft's files as blobs (:mod:`bot.trained`). What the admin sees goes through the
+:class:`TrainingChat` the front end gives (Telegram's: :class:`bot.telegram.training.ChatTrainingReports`), so this
+module knows no front end. Publish, on any replica, makes it a preset that
 every worker and replica installs. A run whose trainer died (no beat for ``2 x HEARTBEAT_TIMEOUT``) is failed
 and its admin told; queued runs simply wait for the next trainer.
 """
@@ -16,9 +18,7 @@ import io
 import logging
 import threading
 from pathlib import Path
-
-from telegram import Bot
-from telegram.error import TelegramError
+from typing import Protocol
 
 from stylizer.errors import Cancelled, StylizerError
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest
@@ -28,22 +28,33 @@ from stylizer.train.preset import train_preset
 
 from . import blobs, trained
 from .i18n import N_, translator
-from .keyboards import training_keyboard
 from .models import TrainingRun, utcnow
 from .progress import Live
 from .services import Services
-from .tg import safe_edit, safe_send
 
 log = logging.getLogger(__name__)
 #: seconds between looks for queued runs when nothing woke the trainer
 POLL_SECONDS = 2.0
 
 
+class TrainingChat(Protocol):
+    """Where an admin follows a run (texts already in their language)."""
+
+    async def status(self, run: TrainingRun, text: str, running: bool) -> None:
+        """The run's status message (``running``: with a way to cancel it)."""
+
+    async def sample(self, run: TrainingRun, picture: bytes, caption: str) -> None:
+        """The trained draft's sample, with Publish / Discard."""
+
+    async def alert(self, text: str) -> None:
+        """Something broke: tell the admins."""
+
+
 class Trainer:
-    def __init__(self, services: Services, bot: Bot) -> None:
+    def __init__(self, services: Services, chat: TrainingChat) -> None:
         self.services = services
         self.settings = services.settings
-        self.bot = bot
+        self.chat = chat
         self._wake = asyncio.Event()
         self._cancel = threading.Event()  # the run in progress (one at a time)
         self._current: int | None = None  # its id
@@ -98,14 +109,8 @@ class Trainer:
             await session.commit()
         for run in runs:
             _ = translator(run.params.get("locale"))
-            await self._tell(run, _("⚠ Training of “{name}” was interrupted by a restart. Send /train again to retry.",
-                                    name=run.name))
-
-    async def _tell(self, run: TrainingRun, text: str) -> None:
-        if run.status_message_id:
-            await safe_edit(self.bot, run.chat_id, run.status_message_id, text)
-        else:
-            await safe_send(self.bot, run.chat_id, text)
+            await self.chat.status(run, _("⚠ Training of “{name}” was interrupted by a restart. Send /train again to "
+                                          "retry.", name=run.name), running=False)
 
     async def _run(self, run: TrainingRun) -> None:
         log.info("training run %d (%s, %s) claimed here", run.id, run.name, run.method)
@@ -117,7 +122,7 @@ class Trainer:
             raise
         except Exception as exc:
             log.exception("training run %d crashed", run.id)
-            await self.services.alerts.send(self.bot, f"⚠ Training run {run.id} crashed: {exc!r}")
+            await self.chat.alert(f"⚠ Training run {run.id} crashed: {exc!r}")
             await self._set(run.id, "failed", "internal error",
                             N_("😕 Training failed with an internal error (see logs)."))
         finally:
@@ -183,16 +188,9 @@ class Trainer:
             await blobs.remove(session, [row.style_blob_id])
             row.style_blob_id = None
             await session.commit()
-        if run.status_message_id:
-            await safe_edit(self.bot, run.chat_id, run.status_message_id,
-                            _("✅ Training of “{name}” finished.", name=run.name))
-        caption = _("Sample of the new style “{title}” ({method}). Publish it for everyone?",
-                    title=draft.title, method=draft.method)
-        try:
-            await self.bot.send_photo(run.chat_id, photo=jpeg, caption=caption,
-                                      reply_markup=training_keyboard(_, run.id, done=True))
-        except TelegramError as exc:
-            log.warning("training sample not delivered: %s", exc)
+        await self.chat.status(run, _("✅ Training of “{name}” finished.", name=run.name), running=False)
+        await self.chat.sample(run, jpeg, _("Sample of the new style “{title}” ({method}). Publish it for everyone?",
+                                            title=draft.title, method=draft.method))
 
     def _render_sample(self, stylizer: Stylizer, draft: Preset, sample: Path) -> bytes:
         preview = Stylizer(stylizer.manifest.with_presets(draft))
@@ -218,10 +216,8 @@ class Trainer:
             text = _("🧑‍🎨 Training “{name}” ({method})…", name=run.name, method=run.method)
             if p is not None and p.total:
                 text += f" {round(100 * p.fraction)}% ({p.step}/{p.total})"
-            if (run.status_message_id and text != last
-                    and loop.time() - edited >= self.settings.progress_interval):
-                await safe_edit(self.bot, run.chat_id, run.status_message_id, text,
-                                training_keyboard(_, run.id, False))
+            if text != last and loop.time() - edited >= self.settings.progress_interval:
+                await self.chat.status(run, text, running=True)
                 last, edited = text, loop.time()
             await asyncio.sleep(beat)
 
@@ -235,4 +231,4 @@ class Trainer:
             run.style_blob_id = None
             await session.commit()
             text = translator(run.params.get("locale"))(text)  # an N_ msgid, or already translated
-        await self._tell(run, text)
+        await self.chat.status(run, text, running=False)

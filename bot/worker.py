@@ -31,9 +31,10 @@ from .config import Settings
 from .db import create_engine, require_head, session_factory
 from .http.delivery import ApiDelivery
 from .jobs import JobRunner, Role
-from .jobs.delivery import TelegramDelivery
 from .jobs.pgq import ENTRYPOINT, payload_job_id
 from .services import Services
+from .telegram.delivery import TelegramDelivery
+from .telegram.training import ChatTrainingReports
 from .training import Trainer
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 await runner.stop()
 
             watcher = asyncio.create_task(stopper())
-            trainer = Trainer(services, bot)  # admins' /train runs claimed here, whichever replica queued them
+            # admins' /train runs are claimed here, whichever replica queued them
+            trainer = Trainer(services, ChatTrainingReports(services, bot))
             await trainer.start()
             background = [asyncio.create_task(retention.sweep_forever(services)),
                           asyncio.create_task(services.follow_presets_forever(mirror=False))]

@@ -6,12 +6,12 @@ import asyncio
 
 from telegram import Chat, Message, Update, User
 
-from bot import keyboards, routes
 from bot.app import PerUserUpdateProcessor
-from bot.handlers.admin import percentile
-from bot.handlers.registry import COMMANDS, ROUTES
 from bot.i18n import negotiate, translator
 from bot.models import Job, PresetRow
+from bot.telegram import keyboards, routes
+from bot.telegram.handlers.admin import percentile
+from bot.telegram.handlers.registry import COMMANDS, ROUTES
 
 _ = translator("en")
 

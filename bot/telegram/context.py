@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 
-from . import i18n
-from .i18n import Translator
-from .services import Services
+from .. import i18n
+from ..i18n import Translator
+from ..services import Services
 
 if TYPE_CHECKING:
-    from .jobs import JobRunner
-    from .training import Trainer
+    from ..jobs import JobRunner
+    from ..training import Trainer
 
 
 class BotContext(CallbackContext[ExtBot, dict, dict, dict]):

@@ -21,13 +21,13 @@ from telegram.error import BadRequest, TelegramError
 
 from .. import store
 from ..i18n import Translator, translator
-from ..keyboards import cancel_keyboard, presets_keyboard, result_keyboard
+from ..jobs.origin import still_claimed
+from ..jobs.render import Rendered, jpeg
 from ..models import Job, JobKind, JobStatus, MediaKind, utcnow
 from ..progress import Live, bar
 from ..services import Services
-from ..tg import quoting, safe_edit, safe_send
-from .origin import still_claimed
-from .render import Rendered, jpeg
+from .keyboards import cancel_keyboard, presets_keyboard, result_keyboard
+from .tg import quoting, safe_edit, safe_send
 
 log = logging.getLogger(__name__)
 

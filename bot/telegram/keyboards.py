@@ -1,4 +1,4 @@
-"""Inline keyboards; every button's data comes from its :class:`~bot.routes.Route`."""
+"""Inline keyboards; every button's data comes from its :class:`~bot.telegram.routes.Route`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from telegram import InlineKeyboardButton as Button
 from telegram import InlineKeyboardMarkup as Markup
 from telegram import WebAppInfo
 
+from ..i18n import NAMES, Translator
+from ..models import Job, PresetRow
 from . import routes
-from .i18n import NAMES, Translator
-from .models import Job, PresetRow
 
 STRENGTHS = (25, 50, 75, 100)
 BRUSHES = ("small", "medium", "large")

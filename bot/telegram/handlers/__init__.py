@@ -20,8 +20,8 @@ from telegram.ext import (
     filters,
 )
 
-from .. import i18n
-from ..config import Settings
+from ... import i18n
+from ...config import Settings
 from . import admin, commands, inline, intake, results
 from .common import on_error, record_update
 from .registry import COMMANDS, ROUTES

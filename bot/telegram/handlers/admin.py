@@ -17,10 +17,11 @@ from sqlalchemy import func, select
 from telegram import Update
 from telegram.error import TelegramError
 
-from .. import apikeys, blobs, keyboards, routes, store, trained
+from ... import apikeys, blobs, store, trained
+from ...i18n import N_
+from ...models import Job, JobStatus, PresetRow, TrainingRun, User, utcnow
+from .. import keyboards, routes
 from ..context import BotContext
-from ..i18n import N_
-from ..models import Job, JobStatus, PresetRow, TrainingRun, User, utcnow
 from ..tg import safe_send
 from .common import answer, mark, refuse, reply
 from .intake import intake

@@ -11,11 +11,12 @@ from pathlib import Path
 from telegram import InputMediaPhoto, Update
 from telegram.error import TelegramError
 
-from .. import keyboards, retention, routes, store
+from ... import retention, store
+from ...i18n import N_, NAMES, negotiate
+from ...models import User
+from .. import keyboards, routes
 from ..context import BotContext
-from ..i18n import N_, NAMES, negotiate
-from ..jobs.delivery import style_title
-from ..models import User
+from ..delivery import style_title
 from .common import answer, current_user, mark, refuse, reply
 from .intake import input_path, save_input
 from .menu import show_presets
@@ -23,7 +24,7 @@ from .registry import args, command, help_lines, on
 
 log = logging.getLogger(__name__)
 
-SAMPLE_PHOTO = Path(__file__).resolve().parent.parent / "assets" / "sample.jpg"
+SAMPLE_PHOTO = Path(__file__).resolve().parents[2] / "assets" / "sample.jpg"  # bot/assets
 DEEP_LINK_PREFIX = "style_"
 
 

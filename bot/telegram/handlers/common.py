@@ -11,11 +11,11 @@ import logging
 from telegram import Message, Update
 from telegram.error import TelegramError
 
-from .. import i18n, store
+from ... import i18n, store
+from ...jobs import JobSpec, Refused
+from ...models import Job, StoredImage, User
+from ...services import Services
 from ..context import BotContext
-from ..jobs import JobSpec, Refused
-from ..models import Job, StoredImage, User
-from ..services import Services
 from ..tg import quoting
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import re
 
 from telegram import InlineQueryResultCachedPhoto, Update
 
-from .. import store
+from ... import store
 from ..context import BotContext
 from ..routes import INT
 

@@ -21,14 +21,14 @@ from stylizer.errors import ImageError, VideoError
 from stylizer.image import IMAGE_FORMATS, load_image
 from stylizer.video import probe
 
-from .. import i18n, store
+from ... import i18n, store
+from ...i18n import N_
+from ...inputs import check_picture
+from ...jobs import JobSpec
+from ...jobs.render import video_limits
+from ...models import MediaKind, StoredImage, User, utcnow
+from ...services import Services
 from ..context import BotContext
-from ..i18n import N_
-from ..inputs import check_picture
-from ..jobs import JobSpec
-from ..jobs.render import video_limits
-from ..models import MediaKind, StoredImage, User, utcnow
-from ..services import Services
 from ..tg import quoting
 from .common import inputs_of, mark, refuse, submit, user_params
 from .menu import menu, show_presets

@@ -7,11 +7,12 @@ import logging
 from telegram import Update
 from telegram.error import TelegramError
 
-from .. import keyboards, store
+from ... import store
+from ...i18n import Translator
+from ...models import MediaKind, StoredImage
+from ...services import Services
+from .. import keyboards
 from ..context import BotContext
-from ..i18n import Translator
-from ..models import MediaKind, StoredImage
-from ..services import Services
 from .common import reply
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The handler tables, filled where each handler is defined (``@command``, ``@on``).
 
 One command table feeds handler registration, the command menus (per language, and the admins' own
-menu) and /help; one route table maps each callback :class:`~bot.routes.Route` to its handler.
+menu) and /help; one route table maps each callback :class:`~bot.telegram.routes.Route` to its handler.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from functools import wraps
 
 from telegram import Update
 
+from ...i18n import Translator
 from ..context import BotContext
-from ..i18n import Translator
 from ..routes import Route
 from .common import refuse
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from telegram import ForceReply, Update
 
-from .. import keyboards, routes, store
+from ... import store
+from ...jobs import JobSpec
+from ...models import Job, JobKind, PresetRow, StoredImage, utcnow
+from .. import keyboards, routes
 from ..context import BotContext
-from ..jobs import JobSpec
-from ..models import Job, JobKind, PresetRow, StoredImage, utcnow
 from .common import answer, current_user, inputs_of, mark, refuse, reply, submit, user_params
 from .menu import show_presets
 from .registry import args, on
