@@ -139,18 +139,21 @@ async def install(session: AsyncSession, folder: Path) -> int:
 
 
 async def adopt_local(session: AsyncSession, folder: Path) -> int:
-    """Presets trained before they lived in the database (only in this machine's ``manifest.toml``, their rows
-    without ``spec``) move into it, so installing does not drop them. Returns how many (the caller commits)."""
+    """Presets trained before they lived in the database (only in this machine's ``manifest.toml``: no row, or a
+    row without ``spec``) move into it, so installing does not drop them. Returns how many (the caller commits)."""
     path = folder / MANIFEST_NAME
     if not path.is_file():
         return 0
-    legacy = {row.name: row for row in await session.scalars(
-        select(PresetRow).where(PresetRow.origin == "trained", PresetRow.spec.is_(None)))}
+    rows = {row.name: row for row in await session.scalars(select(PresetRow))}
     adopted = 0
     for preset in Manifest([path]).presets.values():
-        row = legacy.get(preset.name)
-        if row is None or not preset.file.is_file():
-            continue
+        row = rows.get(preset.name)
+        if (row is not None and (row.origin != "trained" or row.spec is not None)) or not preset.file.is_file():
+            continue  # a shipped name, or the database's own already
+        if row is None:
+            row = PresetRow(name=preset.name, display_name=preset.title, method=preset.method, origin="trained",
+                            enabled=preset.enabled, available=True, created_at=utcnow())
+            session.add(row)
         draft = await store_draft(session, preset)
         row.spec, row.weights_blob_id, row.thumbnail_blob_id = draft["spec"], draft["weights_blob"], draft[
             "thumbnail_blob"]

@@ -67,3 +67,41 @@ def test_env_example_lists_every_setting() -> None:
     text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     keys = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
     assert keys == {name.upper() for name in Settings.model_fields}
+
+
+async def test_a_preset_trained_before_the_database_held_them_moves_in(tmp_path: Path) -> None:
+    """Upgrading: a preset an admin trained when presets lived in one machine's DATA_DIR/presets/manifest.toml is
+    moved into the database at start, and another machine (its own folder, the same database) then has it."""
+    from dataclasses import replace
+
+    from api_helpers import api_settings
+    from bot_helpers import picture, rows
+
+    from bot.db import session_factory
+    from bot.services import Services
+    from stylizer.facade import StyleRef, StylizeRequest
+    from stylizer.manifest import Manifest, write_preset_manifest
+
+    shipped = Manifest.default().preset("starry_night")
+    first = api_settings(tmp_path / "a")
+    first.presets_dir.mkdir(parents=True)
+    legacy = replace(shipped, name="legacy_style", display_name="Legacy", file=first.presets_dir / "legacy.safetensors",
+                     thumbnail=None)
+    legacy.file.write_bytes(shipped.file.read_bytes())
+    write_preset_manifest(first.presets_dir / "manifest.toml", [legacy])
+    second = api_settings(tmp_path / "b", database_url=first.database_url)
+    engine = create_async_engine(first.database_url)
+    await migrate(engine)
+    try:
+        for settings in (first, second):
+            services = Services(settings=settings, engine=engine, sessions=session_factory(engine))
+            await services.reload_presets()
+            assert "legacy_style" in services.stylizer.manifest.presets
+            image = tmp_path / "photo.jpg"
+            image.write_bytes(picture(64, 48))
+            out = services.stylizer.stylize(StylizeRequest(image, [StyleRef(preset="legacy_style")], size=64))
+            assert out.image.size == (64, 48)
+        assert any((second.presets_dir / "installed").glob("legacy_style-*.safetensors"))
+    finally:
+        await engine.dispose()
+    assert rows(first, "SELECT name, origin FROM presets WHERE spec IS NOT NULL") == [("legacy_style", "trained")]
