@@ -139,17 +139,21 @@ async def install(session: AsyncSession, folder: Path) -> int:
 
 
 async def adopt_local(session: AsyncSession, folder: Path) -> int:
-    """Presets trained before they lived in the database (only in this machine's ``manifest.toml``: no row, or a
-    row without ``spec``) move into it, so installing does not drop them. Returns how many (the caller commits)."""
+    """Presets trained before they lived in the database (in this machine's ``manifest.toml`` with their files
+    beside it, not in ``installed/``; no row, or a row without ``spec``) move into it, so installing does not drop
+    them. An installed copy is never adopted: it may belong to a preset just deleted. Returns how many (the caller
+    commits)."""
     path = folder / MANIFEST_NAME
     if not path.is_file():
         return 0
     rows = {row.name: row for row in await session.scalars(select(PresetRow))}
+    home = (folder / INSTALLED).resolve()
     adopted = 0
     for preset in Manifest([path]).presets.values():
         row = rows.get(preset.name)
-        if (row is not None and (row.origin != "trained" or row.spec is not None)) or not preset.file.is_file():
-            continue  # a shipped name, or the database's own already
+        if (row is not None and (row.origin != "trained" or row.spec is not None)) or not preset.file.is_file() \
+                or home in preset.file.resolve().parents:
+            continue  # a shipped name, the database's own already, or an installed copy
         if row is None:
             row = PresetRow(name=preset.name, display_name=preset.title, method=preset.method, origin="trained",
                             enabled=preset.enabled, available=True, created_at=utcnow())
