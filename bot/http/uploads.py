@@ -5,9 +5,11 @@ checks its inputs (else 422), then kept as a blob every process can read."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from ..inputs import check_picture
 from ..jobs.render import video_limits
 from ..models import MediaKind, StoredImage, utcnow
 from ..services import Services
+from .keys import UPLOAD_SLOTS
 from .problems import Problem
 
 
@@ -53,19 +56,25 @@ class Form:
         return h.hexdigest()
 
 
-def check_headers(request: web.Request, limit: int) -> None:
-    """What the headers alone refuse: a declared length over ``limit`` (413), a body that is not multipart (400).
-    Checked before a request waits for an upload slot, so those never wait."""
+def _too_large(limit: int) -> Problem:
+    return Problem(413, "too-large", f"the request body is over {limit / 2**20:g} MB")
+
+
+@contextlib.asynccontextmanager
+async def received(request: web.Request, limit: int) -> AsyncIterator[Form]:
+    """The request's form, held in one of the application's upload slots (``UPLOADS_AT_ONCE``) until the block
+    ends: the body is in memory until its bytes are stored, so only a bounded few at once. What the headers alone
+    refuse (a declared length over ``limit``: 413; not multipart: 400) is refused before waiting for a slot."""
     if request.content_length is not None and request.content_length > limit:
-        raise Problem(413, "too-large", f"the request body is over {limit / 2**20:g} MB")
+        raise _too_large(limit)
     if not request.content_type.startswith("multipart/"):
         raise Problem(400, "malformed", "send multipart/form-data (a `content` file and the style fields)")
+    async with request.app[UPLOAD_SLOTS]:
+        yield await _read_form(request, limit)
 
 
-async def read_form(request: web.Request, limit: int) -> Form:
+async def _read_form(request: web.Request, limit: int) -> Form:
     """The multipart body, at most ``limit`` bytes in all (413 as soon as it is passed)."""
-    too_large = Problem(413, "too-large", f"the request body is over {limit / 2**20:g} MB")
-    check_headers(request, limit)
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError, HttpProcessingError) as exc:
@@ -82,7 +91,7 @@ async def read_form(request: web.Request, limit: int) -> Form:
             while chunk := await part.read_chunk(256 * 1024):
                 total += len(chunk)
                 if total > limit:
-                    raise too_large
+                    raise _too_large(limit)
                 chunks.append(chunk)
             data = b"".join(chunks)
             if part.filename is not None:

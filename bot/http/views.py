@@ -18,7 +18,7 @@ from ..services import Services
 from . import schemas, stylizations, uploads
 from .auth import Caller, identify
 from .delivery import extension
-from .keys import LIMITER, OPENAPI, RUNNER, SERVICES, UPLOAD_SLOTS
+from .keys import LIMITER, OPENAPI, RUNNER, SERVICES
 from .problems import Problem
 
 #: the MAX contract's metadata: our own model, our own words
@@ -123,9 +123,7 @@ async def create(request: web.Request) -> web.Response:
     caller = await _caller(request)
     services, runner = _services(request), _runner(request)
     prefer = PREFER_WAIT.search(request.headers.get("Prefer", ""))
-    uploads.check_headers(request, services.settings.max_upload_bytes)
-    async with request.app[UPLOAD_SLOTS]:  # the body is in memory until its bytes are stored: a bounded few at once
-        form = await uploads.read_form(request, services.settings.max_upload_bytes)
+    async with uploads.received(request, services.settings.max_upload_bytes) as form:
         job = await stylizations.create(services, runner, caller, form, request.headers.get("Idempotency-Key"))
         del form  # not held while the request waits for the result
     headers = dict(request["ratelimit"])
@@ -253,9 +251,7 @@ async def max_predict(request: web.Request) -> web.Response:
         query = schemas.PredictQuery.model_validate(dict(request.query))
     except ValidationError as exc:
         raise Problem(400, "malformed", "model: a preset name (see GET /v1/presets)") from exc
-    uploads.check_headers(request, services.settings.max_upload_bytes)
-    async with request.app[UPLOAD_SLOTS]:  # as in create: a bounded few bodies in memory at once
-        form = await uploads.read_form(request, services.settings.max_upload_bytes)
+    async with uploads.received(request, services.settings.max_upload_bytes) as form:
         if not form.file("image"):
             raise Problem(400, "malformed", "send the picture as the multipart field `image`")
         form.files = [uploads.Upload("content", u.filename, u.data) for u in form.file("image")]
