@@ -13,8 +13,8 @@ Sections (``--sections``, comma separated):
   the run allows it), ours on torch, and the peer's CLI.
 
 Usage: ``python bench/adain.py [--sections latency,quality,peer,folder] [--engines fast,vgg] [--decoder FILE]
-[--student FILE] [--held-out] [--full-alpha A]`` (``--full-alpha``: what strength 1 stands for with the
-teacher, to calibrate it on the held-out grid).
+[--student FILE] [--held-out] [--full-alpha A] [--correlation W]`` (``--full-alpha``: what strength 1 stands for
+with the teacher, ``--correlation``: its correlated-AdaIN weight, to calibrate them on the held-out grid).
 """
 
 from __future__ import annotations
@@ -49,13 +49,16 @@ if not Path(PEER).exists():
     PEER = shutil.which("styletransfer-lite") or PEER
 
 
-def _manifest(decoder: Path | None, student: Path | None, full_alpha: float | None = None) -> Manifest:
+def _manifest(decoder: Path | None, student: Path | None, full_alpha: float | None = None,
+              correlation: float | None = None) -> Manifest:
     manifest = Manifest.default()
     if decoder is not None:
         manifest.models["adain_decoder"] = ModelEntry("adain_decoder", decoder.resolve(), "")
-    if full_alpha is not None:  # what strength 1 stands for, to calibrate it
-        entry = manifest.models["adain_decoder"]
-        manifest.models["adain_decoder"] = replace(entry, info={**entry.info, "full_alpha": full_alpha})
+    # what strength 1 stands for and correlated AdaIN's weight, to calibrate them
+    for key, value in (("full_alpha", full_alpha), ("correlation", correlation)):
+        if value is not None:
+            entry = manifest.models["adain_decoder"]
+            manifest.models["adain_decoder"] = replace(entry, info={**entry.info, key: value})
     if student is not None:
         info = dict(manifest.models["adain_student"].info) if "adain_student" in manifest.models else {}
         manifest.models["adain_student"] = ModelEntry("adain_student", student.resolve(), "", info)
@@ -204,13 +207,15 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="save quality outputs here to look at them")
     parser.add_argument("--engines", default="student,vgg", help="adain engines to measure")
     parser.add_argument("--full-alpha", type=float, default=None, help="quality: the teacher's full_alpha to try")
+    parser.add_argument("--correlation", type=float, default=None,
+                        help="quality: the teacher's correlated-AdaIN weight to try")
     parser.add_argument("--student", type=Path, default=None, help="student file (default: the manifest's)")
     parser.add_argument("--held-out", action="store_true",
                         help="quality on photos x styles of every kind the student never trained on")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sections = set(args.sections.split(","))
-    manifest = _manifest(args.decoder, args.student, args.full_alpha)
+    manifest = _manifest(args.decoder, args.student, args.full_alpha, args.correlation)
     stylizer = Stylizer(manifest)
     engines = args.engines.split(",")
     global GRID

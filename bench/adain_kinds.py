@@ -24,6 +24,7 @@ import json
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stylizer import image as img  # noqa: E402
+from stylizer.adain import Target  # noqa: E402
+from stylizer.engines import correlation  # noqa: E402
 from stylizer.manifest import Manifest  # noqa: E402
 from stylizer.methods import StyleInput, get_method  # noqa: E402
 from stylizer.metrics import quality  # noqa: E402
@@ -74,6 +77,7 @@ def main() -> None:
     method = get_method("adain")
     device = torch.device("cpu")
     vgg = get_vgg(device)
+    weight = correlation(manifest)
     photos, styles = grid(args.photos, args.paintings, args.photo_styles)
     scores: dict[str, dict[str, list[dict]]] = {v: {k: [] for k in styles} for v in args.variants}
     seconds: dict[str, float] = dict.fromkeys(args.variants, 0.0)
@@ -81,7 +85,9 @@ def main() -> None:
         for s_index, item in enumerate(items):
             pil = item if not isinstance(item, Path) else img.load_image(item)
             style = img.pil_to_tensor(img.resize_long_side(pil, args.size))
-            mean, std = method.stats_for(StyleInput(1.0, image=style, key=f"{kind}{s_index}"), vgg, device)
+            mean, std, root = method.stats_for(StyleInput(1.0, image=style, key=f"{kind}{s_index}"), vgg, device)
+            # the shipped correlated AdaIN, at each variant's alpha
+            target = partial(Target, mean, std, root=root if weight else None, correlation=weight)
             for photo in photos:
                 content = img.pil_to_tensor(img.resize_long_side(img.load_image(photo), args.size))
                 for variant in args.variants:
@@ -89,10 +95,10 @@ def main() -> None:
                     base = variant.split("+")[0]
                     if base.startswith("2x"):
                         alpha = float(base[2:])
-                        out = method.stylize_batch(content, mean, std, alpha, manifest, device)
-                        out = method.stylize_batch(out, mean, std, alpha, manifest, device)
+                        out = method.stylize_batch(content, target(alpha), manifest, device)
+                        out = method.stylize_batch(out, target(alpha), manifest, device)
                     else:
-                        out = method.stylize_batch(content, mean, std, float(base[2:]), manifest, device)
+                        out = method.stylize_batch(content, target(float(base[2:])), manifest, device)
                     if variant.endswith("+colour"):
                         out = colour_match(out, style)
                     seconds[variant] += time.perf_counter() - t0

@@ -12,8 +12,13 @@ into pixels. Only the decoder is trained (``python -m stylizer train-decoder``).
   ``AdaIN`` outputs is the same thing, since AdaIN is affine in the target mean/std).
 * **Caching**: style statistics (a few KB) are kept in an LRU keyed by ``StyleInput.key`` (image
   digest or preset name), so a repeated style costs one encoder pass less.
-* **Presets** with ``method = "adain"`` store only the relu4_1 mean/std of their painting
-  (:func:`make_preset_file`), so they need no network of their own.
+* **Correlated AdaIN**: with ``correlation`` in the decoder's manifest entry above 0, the content's normalised
+  features are also mixed across channels by part of the square root of the style's channel correlation
+  (:func:`stylizer.features.adain`, :mod:`stylizer.correlation`), so the style's textures come through more at
+  little cost to the content (figures in the manifest). Strength and mixing of styles work as before.
+* **Presets** with ``method = "adain"`` store only the relu4_1 mean/std/correlation of their painting
+  (:func:`make_preset_file`), so they need no network of their own; one made before correlations were measured
+  runs as plain AdaIN.
 
 Colour preservation is the facade's job (histogram matching before, luminance transfer after).
 
@@ -32,19 +37,21 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from . import correlation as corr
 from .color import mix_color_moments
 from .device import autocast
-from .engines import ENGINE_MODELS, choose_engine, fits_student, full_alpha, has_model, student_id
+from .engines import ENGINE_MODELS, choose_engine, correlation, fits_student, full_alpha, has_model, student_id
 from .engines import STUDENT_MODEL as STUDENT_MODEL_NAME
 from .engines import TEACHER_MODEL as MODEL_NAME
 from .errors import MethodError, PresetError
-from .features import mean_std, stylize_features
+from .features import channel_correlation, mean_std, stylize_features
 from .image import load_image, padding_to_multiple, pil_to_tensor, resize_long_side
 from .manifest import Manifest, load_tensors, save_tensors
 from .methods import MethodJob, StyleInput
@@ -116,9 +123,11 @@ def load_decoder_file(path: Path, device: torch.device | str, sha256: str = "",
     return decoder.requires_grad_(False).eval().to(device)
 
 
-def style_stats(vgg: VGG19, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """relu4_1 channel mean and std of a style picture (1, 3, H, W) in [0, 1], float32."""
-    return mean_std(vgg(style, [ENCODER_LAYER])[ENCODER_LAYER])
+def style_stats(vgg: VGG19, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """relu4_1 channel mean, std (1, C, 1, 1) and correlation (1, C, C) of a style picture (1, 3, H, W) in [0, 1],
+    float32."""
+    feat = vgg(style, [ENCODER_LAYER])[ENCODER_LAYER]
+    return (*mean_std(feat), channel_correlation(feat))
 
 
 def mix_stats(stats: Sequence[tuple[float, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,8 +148,9 @@ def make_preset_file(style: Path | str, out: Path, size: int = PRESET_STYLE_SIZE
     image = pil_to_tensor(resize_long_side(load_image(style), size), device)
     manifest = manifest or Manifest.default()
     with torch.inference_mode():
-        mean, std = style_stats(vgg, image)
-        tensors = {"mean": mean.flatten(), "std": std.flatten()}
+        mean, std, correlation_ = style_stats(vgg, image)
+        # fp16 in the file, as everything save_tensors writes: the correlation's 512x512 make it 0.5 MB
+        tensors = {"mean": mean.flatten(), "std": std.flatten(), "correlation": correlation_[0]}
         meta = {"method": "adain", "layer": ENCODER_LAYER, "style_size": str(size), "source": Path(style).name}
         if STUDENT_MODEL_NAME in manifest.models and manifest.model(STUDENT_MODEL_NAME).file.is_file():
             s_mean, s_std, *color = load_student(manifest, device).style_stats(_pad_to_multiple(image, 8))
@@ -149,6 +159,23 @@ def make_preset_file(style: Path | str, out: Path, size: int = PRESET_STYLE_SIZE
                 tensors.update(student_color_mean=color[0].flatten(), student_color_cov=color[1].flatten())
             meta["student"] = student_id(manifest)
     return save_tensors(tensors, Path(out), {**meta, **(metadata or {})})
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a job's pictures are drawn towards: its styles' statistics mixed by weight, in one engine's feature
+    space (:meth:`AdaINMethod.target`)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    #: the feature interpolation the job's strength stands for (:func:`stylizer.engines.full_alpha`)
+    alpha: float
+    #: the pooled RGB moments a recolouring student takes
+    color: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: the teacher's correlated AdaIN (:func:`stylizer.features.adain`): the styles' mixed correlation root and the
+    #: decoder's ``correlation`` weight; None when that weight is 0, and always for the student
+    root: torch.Tensor | None = None
+    correlation: float = 0.0
 
 
 class AdaINMethod:
@@ -239,15 +266,21 @@ class AdaINMethod:
         return cached
 
     def stats_for(self, style: StyleInput, vgg: VGG19, device: torch.device,
-                  mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """relu4_1 mean/std of one style ingredient for the VGG engine (cached by its key)."""
-        def from_image(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """relu4_1 mean/std of one style ingredient for the VGG engine, and the square root of its channel
+        correlation (None for a preset made before correlations were measured); cached by its key, so the root's
+        eigendecomposition runs once per style."""
+        def from_image(image: torch.Tensor) -> tuple[torch.Tensor, ...]:
             with autocast(device, mixed_precision):
-                return style_stats(vgg, _channels_last(image.to(device), device))
+                mean, std, correlation_ = style_stats(vgg, _channels_last(image.to(device), device))
+            return mean, std, _root(correlation_)
 
-        mean, std = self._ingredient(
-            style, style.key, lambda t: (t["mean"].view(1, -1, 1, 1), t["std"].view(1, -1, 1, 1)), from_image)
-        return mean.to(device), std.to(device)
+        def from_preset(t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+            stats = (t["mean"].view(1, -1, 1, 1), t["std"].view(1, -1, 1, 1))
+            return (*stats, _root(t["correlation"])) if "correlation" in t else stats
+
+        mean, std, *root = self._ingredient(style, style.key, from_preset, from_image)
+        return mean.to(device), std.to(device), (root[0] if root else None)
 
     def student_stats_for(self, style: StyleInput, student: Student, device: torch.device, manifest: Manifest,
                           ) -> tuple[torch.Tensor, ...]:
@@ -271,35 +304,30 @@ class AdaINMethod:
         return tuple(t.to(device) for t in self._ingredient(style, key, from_preset, from_image))
 
     # -- inference --------------------------------------------------------------------------------
-    def stylize_batch(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float,
-                      manifest: Manifest, device: torch.device, mixed_precision: bool = True,
-                      engine: str = "vgg", color: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Stylize a batch (N, 3, H, W) of same-sized contents with one target; returns [0, 1] float32.
-
-        ``mean``/``std`` are the target statistics in the ``engine``'s feature space (:meth:`stats_for` for
-        ``vgg``, :meth:`student_stats_for` for ``student``), ``color`` a recolouring student's RGB moments.
-        Batching same-sized images amortises per-call overhead.
+    def stylize_batch(self, content: torch.Tensor, target: Target, manifest: Manifest, device: torch.device,
+                      mixed_precision: bool = True, engine: str = "vgg") -> torch.Tensor:
+        """Stylize a batch (N, 3, H, W) of same-sized contents with one ``target`` (:meth:`target`, in the
+        ``engine``'s feature space); returns [0, 1] float32. Batching same-sized images amortises per-call
+        overhead.
         """
+        mean, std, alpha = target.mean, target.std, target.alpha
         h, w = content.shape[-2:]
         x = _channels_last(_pad_to_multiple(content.to(device), 8), device)
         if engine == "student":
             dtype = inference_dtype(device, mixed_precision)
             student = self.student(manifest, device, dtype)
             with torch.inference_mode():
-                out = student(x.to(dtype), mean, std, *(color or ()), alpha=alpha)
+                out = student(x.to(dtype), mean, std, *(target.color or ()), alpha=alpha)
             return out[..., :h, :w].float().clamp(0, 1)
         vgg, decoder = get_vgg(device), self.decoder(manifest, device)
         with torch.inference_mode(), autocast(device, mixed_precision):
             f_c = vgg(x, [ENCODER_LAYER])[ENCODER_LAYER]
-            t = stylize_features(f_c, mean, std, alpha)
+            t = stylize_features(f_c, mean, std, alpha, target.root, target.correlation)
             out = decoder(t)
         return out[..., :h, :w].float().clamp(0, 1)
 
-    def target(self, job: MethodJob, engine: str,
-               ) -> tuple[torch.Tensor, torch.Tensor, float, tuple[torch.Tensor, torch.Tensor] | None]:
-        """(mean, std, alpha, color) of a job: its styles' statistics mixed by weight, in ``engine``'s feature
-        space, the feature interpolation its strength stands for, and the pooled RGB moments a recolouring
-        student takes (else None)."""
+    def target(self, job: MethodJob, engine: str) -> Target:
+        """A job's :class:`Target`: its styles' statistics mixed by weight, in ``engine``'s feature space."""
         if engine == "student":
             student = self.student(job.manifest, job.device, inference_dtype(job.device, job.mixed_precision))
             stats_of = partial(self.student_stats_for, student=student, device=job.device,
@@ -312,16 +340,28 @@ class AdaINMethod:
             stats.append((style.weight, *stats_of(style)))
             job.report("style", i + 1, len(job.styles))
         mean, std = mix_stats([s[:3] for s in stats])
-        color = mix_color_moments([(s[0], *s[3:]) for s in stats]) if len(stats[0]) == 5 else None
-        return mean, std, job.strength * full_alpha(job.manifest, ENGINE_MODELS[engine]), color
+        alpha = job.strength * full_alpha(job.manifest, ENGINE_MODELS[engine])
+        if engine == "student":
+            return Target(mean, std, alpha, color=mix_color_moments([(s[0], *s[3:]) for s in stats])
+                          if len(stats[0]) == 5 else None)
+        weight = correlation(job.manifest)
+        root = corr.mixed_root([(w, None if r is None else r.numpy()) for w, _, _, r in stats]) if weight else None
+        if root is None:
+            return Target(mean, std, alpha)
+        return Target(mean, std, alpha, root=torch.from_numpy(root).to(job.device), correlation=weight)
 
     def run(self, job: MethodJob) -> torch.Tensor:
         engine = self.engine(job)
-        mean, std, alpha, color = self.target(job, engine)
-        out = self.stylize_batch(job.content, mean, std, alpha, job.manifest, job.device, job.mixed_precision, engine,
-                                 color)
+        out = self.stylize_batch(job.content, self.target(job, engine), job.manifest, job.device,
+                                 job.mixed_precision, engine)
         job.report("decode", 1, 1)
         return out
+
+
+def _root(correlation_: torch.Tensor) -> torch.Tensor:
+    """:func:`stylizer.correlation.root` of a (1, C, C) or (C, C) correlation, as a float32 CPU tensor (C, C)."""
+    c = correlation_.shape[-1]
+    return torch.from_numpy(corr.root(correlation_.detach().float().cpu().numpy().reshape(c, c)))
 
 
 def _channels_last(x: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from . import onnx_engine
-from .engines import ENGINE_MODELS, choose_engine, full_alpha, has_model
+from .engines import ENGINE_MODELS, choose_engine, correlation, full_alpha, has_model
 from .errors import StylizerError
 from .image import (
     DEFAULT_SIZE,
@@ -269,7 +269,8 @@ def _onnx_renderer(args: argparse.Namespace, inputs: list[Path]) -> tuple[Render
         log.warning("the OpenVINO path is unavailable (%s: %s); running on torch (`python -m stylizer export-onnx "
                     "--force` rewrites the export)", type(exc).__name__, exc)
         return None
-    stats = graphs.style_stats(resize_long_side(load_image(args.style[0]), args.style_size or size))
+    stats = graphs.style_stats(resize_long_side(load_image(args.style[0]), args.style_size or size),
+                               correlation(manifest, ENGINE_MODELS[engine]))
     alpha = args.strength * full_alpha(manifest, ENGINE_MODELS[engine])
 
     def render(path: Path, content: Path | Image.Image, out: Path) -> Image.Image:

@@ -46,6 +46,17 @@ def full_alpha(manifest: Manifest, model: str = TEACHER_MODEL) -> float:
     return float(value)
 
 
+def correlation(manifest: Manifest, model: str = TEACHER_MODEL) -> float:
+    """How far towards its style's channel correlation the manifest's decoder takes a picture: the weight of
+    correlated AdaIN's mixing (:mod:`stylizer.correlation`), ``correlation`` in its ``[models.*]`` entry (default 0:
+    plain AdaIN, as the student and any decoder not calibrated for it run). Calibrated per decoder, like
+    :func:`full_alpha`; the figures are in the manifest."""
+    value = manifest.model(model).info.get("correlation", 0.0)
+    if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise PresetError(f"[models.{model}] correlation must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def model_id(manifest: Manifest, model: str) -> str:
     """What identifies the manifest's weights of ``model``: their sha256 (hashed once per file when not listed)."""
     entry = manifest.model(model)

@@ -2,7 +2,10 @@
 
 Each engine becomes two graphs with the same interface: ``style.onnx`` (a style picture -> the statistics the
 engine's torch code would measure) and ``stylize.onnx`` (content, those statistics, ``alpha`` -> the picture in
-[0, 1]). Both are traced here from the very modules the torch engines run, so the two paths cannot drift apart.
+[0, 1]). The teacher's style graph measures the channel correlation, and its stylize graph takes correlated AdaIN's
+mixing (its root, and the weight) instead, which :mod:`stylizer.correlation` derives in between (an
+eigendecomposition: no ONNX operator).
+Both are traced here from the very modules the torch engines run, so the two paths cannot drift apart.
 """
 
 from __future__ import annotations
@@ -44,39 +47,44 @@ class _StudentStylize(nn.Module):
 
 
 class _TeacherStyle(nn.Module):
-    """VGG-19's relu4_1 mean/std of a style picture (:func:`stylizer.adain.style_stats`)."""
+    """VGG-19's relu4_1 mean/std/correlation of a style picture (:func:`stylizer.adain.style_stats`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.vgg = get_vgg("cpu")
 
-    def forward(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return style_stats(self.vgg, style)
 
 
 class _TeacherStylize(nn.Module):
-    """VGG-19 to relu4_1, AdaIN at ``alpha``, our decoder (the ``vgg`` engine's ``stylize_batch``)."""
+    """VGG-19 to relu4_1, correlated AdaIN (``root`` at weight ``correlation``; 0 is plain AdaIN) at ``alpha``, our
+    decoder (the ``vgg`` engine's ``stylize_batch``)."""
 
     def __init__(self, manifest: Manifest) -> None:
         super().__init__()
         self.encoder, self.decoder = encoder("cpu"), load_decoder(manifest, "cpu")
 
-    def forward(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                alpha: torch.Tensor) -> torch.Tensor:
-        t = stylize_features(self.encoder(content), mean, std, alpha)  # type: ignore[arg-type]
+    def forward(self, content: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, root: torch.Tensor,
+                correlation: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        t = stylize_features(self.encoder(content), mean, std, alpha, root, correlation)  # type: ignore[arg-type]
         return self.decoder(t).clamp(0, 1)
 
 
-def _graphs(manifest: Manifest, engine: str) -> tuple[nn.Module, nn.Module, tuple[torch.Tensor, ...], list[str]]:
-    """(style graph, stylize graph, a sample of the statistics, their names) of ``engine``."""
+def _graphs(manifest: Manifest, engine: str,
+            ) -> tuple[nn.Module, nn.Module, tuple[torch.Tensor, ...], list[str], list[str]]:
+    """(style graph, stylize graph, a sample of the stylize graph's statistics, the style graph's output names,
+    the stylize graph's statistics' names) of ``engine``."""
     if engine == "student":
         student = load_student(manifest)
         stats = student.style_stats(torch.rand(1, 3, 64, 96))
         names = ["mean", "std", "color_mean", "color_cov"][:len(stats)]
-        return _StudentStyle(student), _StudentStylize(student), stats, names
+        return _StudentStyle(student), _StudentStylize(student), stats, names, names
     if engine == "vgg":
         style = _TeacherStyle()
-        return style, _TeacherStylize(manifest), style(torch.rand(1, 3, 64, 96)), ["mean", "std"]
+        mean, std, correlation = style(torch.rand(1, 3, 64, 96))
+        return (style, _TeacherStylize(manifest), (mean, std, correlation[0], torch.tensor(0.5)),
+                ["mean", "std", "correlation"], ["mean", "std", "root", "weight"])
     raise ValueError(f"unknown engine {engine!r}")
 
 
@@ -88,7 +96,7 @@ def export_onnx(manifest: Manifest, engine: str) -> Path:
     folder first and renamed, so a concurrent run never reads half a graph.
     """
     folder = export_dir(manifest, engine)
-    style_graph, stylize_graph, stats, names = _graphs(manifest, engine)
+    style_graph, stylize_graph, stats, style_names, stats_names = _graphs(manifest, engine)
     picture = {0: "n", 2: "h", 3: "w"}
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
@@ -96,10 +104,10 @@ def export_onnx(manifest: Manifest, engine: str) -> Path:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's notes on the alpha branches, meant as above
             torch.onnx.export(style_graph, (torch.rand(1, 3, 64, 96),), str(tmp / STYLE_GRAPH),
-                              input_names=["style"], output_names=names, dynamic_axes={"style": picture},
+                              input_names=["style"], output_names=style_names, dynamic_axes={"style": picture},
                               opset_version=17, dynamo=False)
             torch.onnx.export(stylize_graph, (torch.rand(1, 3, 72, 104), *stats, torch.tensor(0.5)),
-                              str(tmp / STYLIZE_GRAPH), input_names=["content", *names, "alpha"],
+                              str(tmp / STYLIZE_GRAPH), input_names=["content", *stats_names, "alpha"],
                               output_names=["picture"], dynamic_axes={"content": picture, "picture": picture},
                               opset_version=17, dynamo=False)
         if engine == "vgg":  # the int8 graph for CPUs without AMX, when ranges were calibrated for this decoder

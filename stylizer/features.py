@@ -88,6 +88,18 @@ def mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch
     return mean, (var + eps).sqrt()
 
 
+def channel_correlation(feat: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Per-sample channel correlation (N, C, C) of (N, C, H, W) features, in float32 (:func:`adain`'s ``mix`` is
+    derived from it). ``eps`` on the covariance's diagonal gives a channel that never fires (many do at relu4_1)
+    a correlation of 1 with itself and 0 with the rest instead of 0/0."""
+    n, c, h, w = feat.shape
+    x = feat.float().reshape(n, c, h * w)
+    x = x - x.mean(2, keepdim=True)
+    cov = x @ x.transpose(1, 2) / (h * w) + eps * torch.eye(c, device=feat.device)
+    d = cov.diagonal(dim1=1, dim2=2).sqrt()
+    return cov / (d[:, :, None] * d[:, None, :])
+
+
 def gram(feat: torch.Tensor) -> torch.Tensor:
     """Gram matrix normalised by the number of elements per channel (size-independent)."""
     n, c, h, w = feat.shape
@@ -95,17 +107,37 @@ def gram(feat: torch.Tensor) -> torch.Tensor:
     return flat @ flat.transpose(1, 2) / (h * w)
 
 
-def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
-    """Adaptive instance normalisation (Huang & Belongie 2017): content statistics replaced by the style's."""
+def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
+          root: torch.Tensor | None = None, weight: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """Adaptive instance normalisation (Huang & Belongie 2017): content statistics replaced by the style's.
+
+    With ``root`` (C, C), the square root of the style's channel correlation (:mod:`stylizer.correlation`), it is
+    *correlated* AdaIN: the normalised content ``z`` becomes ``(1 - weight) z + weight norm(root z)`` before it
+    takes the style's mean and std. AdaIN alone transfers each channel's mean and std; a style's textures also live
+    in how its channels move together, which WCT transfers at the cost of a whitening eigendecomposition per
+    content. Mixing ``z`` by the style's own root moves the content's correlation towards the style's at one
+    (C, C) matmul, measuring nothing of the content but means and stds, so tiles (:class:`NormTape`) and exported
+    graphs run it as they run AdaIN. Each part is normalised before they are blended, so ``weight`` means the same
+    whatever the root's scale. Weight 0 (or no root) is plain AdaIN.
+    """
     c_mean, c_std = norm_stats(content)
-    scale = style_std / c_std  # (x - mu_c) / sigma_c * sigma_s + mu_s as one multiply-add per element
-    return torch.addcmul(style_mean - c_mean * scale, content.float(), scale).to(content.dtype)
+    if root is None:
+        scale = style_std / c_std  # (x - mu_c) / sigma_c * sigma_s + mu_s as one multiply-add per element
+        return torch.addcmul(style_mean - c_mean * scale, content.float(), scale).to(content.dtype)
+    n, c, h, w = content.shape
+    z = (content.float() - c_mean) / c_std
+    y = torch.matmul(root.float(), z.reshape(n, c, h * w)).view(n, c, h, w)
+    y_mean, y_std = norm_stats(y)
+    z = (1.0 - weight) * z + weight * ((y - y_mean) / y_std)
+    return (z * style_std + style_mean).to(content.dtype)
 
 
-def stylize_features(f_c: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float) -> torch.Tensor:
-    """A decoder's input: the AdaIN target interpolated with the content features by ``alpha`` (strength in
-    feature space, as in the paper). Shared by the VGG decoder, the student and their trainers."""
-    t = adain(f_c, mean.to(f_c.device), std.to(f_c.device))
+def stylize_features(f_c: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float,
+                     root: torch.Tensor | None = None, weight: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """A decoder's input: the AdaIN target (correlated by ``root`` at ``weight`` when given, see :func:`adain`)
+    interpolated with the content features by ``alpha`` (strength in feature space, as in the paper). Shared by the
+    VGG decoder, the student and their trainers."""
+    t = adain(f_c, mean.to(f_c.device), std.to(f_c.device), None if root is None else root.to(f_c.device), weight)
     if alpha >= 1.0:
         return t
     return alpha * t + (1.0 - alpha) * f_c

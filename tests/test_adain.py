@@ -8,23 +8,28 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from stylizer import correlation
 from stylizer.adain import (
     ENCODER_LAYER,
     AdaINMethod,
     Decoder,
+    _pad_to_multiple,
     make_preset_file,
     mix_stats,
+    style_stats,
     stylize_features,
 )
 from stylizer.cli import main as cli_main
+from stylizer.engines import correlation as correlation_weight
 from stylizer.errors import PresetError
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest
-from stylizer.features import adain, mean_std
+from stylizer.features import adain, channel_correlation, mean_std
 from stylizer.image import pil_to_tensor
-from stylizer.manifest import Manifest, Preset, sha256_file
+from stylizer.manifest import Manifest, Preset, load_tensors, save_tensors, sha256_file
 from stylizer.methods import MethodJob, StyleInput
 from stylizer.vgg import get_vgg
 
@@ -73,6 +78,38 @@ def test_mix_stats_one_hot_is_the_single_style() -> None:
     torch.testing.assert_close(std, a[1])
 
 
+def _correlated(c: int, n: int, seed: int) -> torch.Tensor:
+    """(1, c, n, 1) features whose channels move together (a random mixing of independent noise)."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(c, c, generator=g) @ torch.randn(c, n, generator=g)).view(1, c, n, 1) + 2
+
+
+def test_correlated_adain_takes_the_style_correlation_and_moments() -> None:
+    """Correlated AdaIN keeps each channel's mean at the style's (and its std at full weight); its output's channel
+    correlation is nearer the style's than plain AdaIN's, the more the higher the weight; weight 0 is plain AdaIN."""
+    content, style = _correlated(6, 4000, 1), _correlated(6, 4000, 2)
+    s_mean, s_std = mean_std(style)
+    target = channel_correlation(style)
+    root = torch.from_numpy(correlation.root(target[0].numpy()))
+    torch.testing.assert_close(root @ root, target[0], atol=1e-4, rtol=1e-4)
+    plain = adain(content, s_mean, s_std)
+    torch.testing.assert_close(adain(content, s_mean, s_std, root, 0.0), plain, atol=1e-4, rtol=1e-4)
+    gaps = []
+    for weight in (0.5, 1.0):
+        out = adain(content, s_mean, s_std, root, weight)
+        mean, std = mean_std(out)
+        torch.testing.assert_close(mean, s_mean, atol=1e-4, rtol=1e-4)
+        assert bool((std <= s_std * 1.001).all())
+        gaps.append(float((channel_correlation(out) - target).abs().mean()))
+    torch.testing.assert_close(std, s_std, atol=1e-3, rtol=1e-3)
+    plain_gap = float((channel_correlation(plain) - target).abs().mean())
+    assert gaps[1] < gaps[0] < plain_gap
+    # several styles: weights normalised, a style without a measured correlation counts as the identity
+    half = correlation.mixed_root([(1.0, root.numpy()), (1.0, None)])
+    np.testing.assert_allclose(half, 0.5 * root.numpy() + 0.5 * np.eye(6), atol=1e-6)
+    assert correlation.mixed_root([(1.0, None)]) is None
+
+
 def test_decoder_mirrors_encoder_shape() -> None:
     decoder = Decoder()
     assert not any(isinstance(m, torch.nn.modules.batchnorm._NormBase) for m in decoder.modules())
@@ -116,6 +153,31 @@ def test_full_strength_is_the_decoders_calibrated_alpha(method, content_image, s
             method.run(_job(content, styles, _calibrated(bad)))
 
 
+def _correlation_weight(weight: object) -> Manifest:
+    manifest = Manifest.default()
+    entry = manifest.models["adain_decoder"]
+    manifest.models["adain_decoder"] = dataclasses.replace(entry, info={**entry.info, "correlation": weight})
+    return manifest
+
+
+def test_correlation_weight_comes_from_the_decoders_entry(method, content_image, style_image) -> None:
+    """``correlation`` 0 is plain AdaIN; the shipped weight changes the picture; a bad value is a clean error."""
+    content, styles = pil_to_tensor(content_image), [StyleInput(1.0, image=pil_to_tensor(style_image), key="w")]
+    plain = method.run(_job(content, styles, _correlation_weight(0.0)))
+    with torch.inference_mode():
+        vgg, decoder = get_vgg("cpu"), method.decoder(Manifest.default(), torch.device("cpu"))
+        f_c = vgg(_pad_to_multiple(content, 8), [ENCODER_LAYER])[ENCODER_LAYER]
+        mean, std, _ = style_stats(vgg, pil_to_tensor(style_image))
+        reference = decoder(stylize_features(f_c, mean, std, 1.0))[..., :content.shape[-2], :content.shape[-1]]
+    torch.testing.assert_close(plain, reference.clamp(0, 1), atol=2e-3, rtol=0)
+    shipped = method.run(_job(content, styles, Manifest.default()))
+    assert correlation_weight(Manifest.default()) > 0
+    assert (shipped - plain).abs().mean() > 2e-3
+    for bad in (1.5, -0.1, "some"):
+        with pytest.raises(PresetError, match="correlation"):
+            method.run(_job(content, styles, _correlation_weight(bad)))
+
+
 def test_one_hot_mixing_equals_single_style(manifest, method, content_image, style_image) -> None:
     content, style = pil_to_tensor(content_image), pil_to_tensor(style_image)
     other = pil_to_tensor(content_image.transpose(0).convert("L").convert("RGB"))
@@ -156,6 +218,14 @@ def test_preset_file_matches_the_style_image(tmp_path: Path, manifest, method, c
     from_preset = method.run(_job(content, [StyleInput(1.0, preset=preset, key="preset:p")], manifest))
     from_image = method.run(_job(content, [StyleInput(1.0, image=pil_to_tensor(style_image), key="")], manifest))
     assert (from_preset - from_image).abs().max() < 0.02  # fp16 file, same statistics
+    # a preset made before correlations were measured (mean and std only) still runs, as plain AdaIN
+    tensors = load_tensors(tmp_path / "p.safetensors")
+    assert tensors["correlation"].shape == (512, 512)
+    old_sha = save_tensors({k: tensors[k] for k in ("mean", "std")}, tmp_path / "old.safetensors", {"method": "adain"})
+    old = Preset(name="old", method="adain", file=tmp_path / "old.safetensors", sha256=old_sha)
+    from_old = method.run(_job(content, [StyleInput(1.0, preset=old, key="preset:old")], manifest))
+    plain = method.run(_job(content, [StyleInput(1.0, preset=preset, key="")], _correlation_weight(0.0)))
+    torch.testing.assert_close(from_old, plain)
 
 
 def _train(folder: Path, out: Path, steps: int, *extra: str) -> int:

@@ -15,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stylizer import onnx_engine
+from stylizer import correlation, onnx_engine
 from stylizer.adain import _pad_to_multiple, encoder, load_decoder, style_stats
+from stylizer.engines import correlation as correlation_weight
 from stylizer.export import export_onnx
 from stylizer.facade import reflect_pad
 from stylizer.features import stylize_features
@@ -50,8 +51,13 @@ def _torch_engine(engine: str) -> tuple[Callable, Callable]:
         return (lambda s: student.style_stats(_pad_to_multiple(s, 8)),
                 lambda x, stats, alpha: student(x, *stats, alpha=alpha))
     enc, dec = encoder("cpu"), load_decoder(manifest, "cpu")
-    return (lambda s: style_stats(get_vgg("cpu"), s),
-            lambda x, stats, alpha: dec(stylize_features(enc(x), *stats, alpha)))
+
+    def measure(s: torch.Tensor) -> tuple[torch.Tensor, ...]:  # what the stylize graph takes: correlated AdaIN's root
+        mean, std, corr = style_stats(get_vgg("cpu"), s)
+        root = torch.from_numpy(correlation.root(corr[0].numpy()))
+        return mean, std, root, torch.tensor(correlation_weight(manifest))
+
+    return measure, lambda x, stats, alpha: dec(stylize_features(enc(x), *stats[:2], alpha, *stats[2:]))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -59,7 +65,7 @@ def _torch_engine(engine: str) -> tuple[Callable, Callable]:
 def test_graphs_draw_what_the_torch_engine_draws(exported, content_image, style_image, engine, alpha) -> None:
     """float32 torch and float32 OpenVINO agree to a grey level or two, at sizes that are not multiples of 8 and
     differ from the ones the export was traced at (the graphs' height and width are dynamic), the student's
-    recolouring included."""
+    recolouring and the teacher's correlated AdaIN included."""
     content, style = content_image.resize((101, 67)), style_image.resize((90, 61))
     measure, draw = _torch_engine(engine)
     with torch.inference_mode():
@@ -68,8 +74,8 @@ def test_graphs_draw_what_the_torch_engine_draws(exported, content_image, style_
         padded = reflect_pad(pil_to_tensor(content), m)
         ref = draw(_pad_to_multiple(padded, 8), stats, alpha)[..., m:m + 67, m:m + 101].clamp(0, 1)
     graphs = exported[engine]
-    ov_stats = graphs.style_stats(style)
-    assert len(ov_stats) == len(stats) and len(stats) in (2, 4)
+    ov_stats = graphs.style_stats(style, correlation_weight(Manifest.default(), onnx_engine.ENGINE_MODELS[engine]))
+    assert len(ov_stats) == len(stats) == 4
     for ours, theirs in zip(ov_stats, stats, strict=True):
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-3, atol=1e-3)
     picture = graphs.stylize(content, ov_stats, alpha)

@@ -370,12 +370,11 @@ def _assert_tiles_share_the_whole_pictures_statistics(method: AdaINMethod, manif
     nearer the untiled picture than tiles stylized on their own do."""
     from stylizer.tiling import run_tiled
 
-    mean, std, alpha, color = method.target(_job(content, [StyleInput(1.0, image=style, key="a")], manifest),
-                                            "student")
+    target = method.target(_job(content, [StyleInput(1.0, image=style, key="a")], manifest), "student")
     big = torch.nn.functional.interpolate(content, size=(128, 128), mode="bilinear", align_corners=False)
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        return method.stylize_batch(x, mean, std, alpha, manifest, torch.device("cpu"), False, "student", color)
+        return method.stylize_batch(x, target, manifest, torch.device("cpu"), False, "student")
 
     whole = fn(big)
     tiled = run_tiled(fn, big, tile=64, overlap=32, stats_side=128)

@@ -17,6 +17,8 @@ import torch
 
 from .. import image as img
 from ..adain import style_stats
+from ..correlation import root
+from ..engines import correlation
 from ..manifest import Manifest
 from ..quantize import QUANTILE, RANGES_NAME, SKIP_FIRST, SKIP_LAST, conv_input_ranges, validate_encoder
 from ..vgg import get_vgg
@@ -55,8 +57,9 @@ def run_cli(args: argparse.Namespace) -> int:
     for _ in range(args.pairs):
         _kind, style = pool.sample(rng)
         with torch.no_grad():
-            mean, std = style_stats(vgg, _picture(style, 256))
-        feeds.append((_picture(rng.choice(train), args.size), mean, std, torch.tensor(1.0)))
+            mean, std, correlation_ = style_stats(vgg, _picture(style, 256))
+        mixing = torch.from_numpy(root(correlation_[0].numpy())), torch.tensor(correlation(manifest))
+        feeds.append((_picture(rng.choice(train), args.size), mean, std, *mixing, torch.tensor(1.0)))
     ranges = conv_input_ranges(module, feeds)
     log.info("ranges of %d convs from %d pairs", len(ranges), len(feeds))
     # layer by layer on pictures it never saw: held-out photos and the held-out styles of every kind
