@@ -110,7 +110,8 @@ def quantize_graph(src: Path, dst: Path, ranges: Sequence[Sequence[float]], conv
     model = onnx.load(str(src))
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    nodes = [n for n in graph.node if n.op_type == "Conv"]
+    # the network's convs (weights in the graph), not correlated AdaIN's mixing (a 1x1 conv by an input)
+    nodes = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in inits]
     if len(nodes) != len(ranges):
         raise ValueError(f"{src.name} has {len(nodes)} convs, the ranges {len(ranges)}")
     chosen = list(range(SKIP_FIRST, len(nodes) - SKIP_LAST)) if convs is None else list(convs)
