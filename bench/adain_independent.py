@@ -1,13 +1,13 @@
 """A second held-out grid for ``adain`` at CLI defaults, never used to select a checkpoint; prints JSON.
 
-    .venv/bin/python bench/adain_independent.py [vgg | student | vgg=FILE@ALPHA/CORRELATION | student=FILE ...]
+    .venv/bin/python bench/adain_independent.py [vgg | student | vgg=FILE@ALPHA:CORRELATION | student=FILE ...]
 
 4 held-out photos other than ``bench/adain.py --held-out``'s, x 6 styles that the trainers hold out and that
 grid does not use: kahlo and trial (paintings), retina (a PyPI picture), a stripes and a strokes texture (seeds
 2000 and 2001), another photo. Medians of content_err / style_gap (and gram_gap, ssim) at 512 px (issue 11's
 bar: <= 0.62 / <= 0.45), scored by ``bench/adain.py``'s quality loop. Each argument is an engine, optionally with
-a weights file (and, for the teacher, the ``full_alpha`` and the correlated-AdaIN weight to try: ``vgg@1/0.5``,
-``vgg/0``).
+a weights file (and, for the teacher, the ``full_alpha`` and the correlated-AdaIN weight to try: ``vgg@1:0.5``,
+``vgg:0``).
 """
 
 from __future__ import annotations
@@ -48,11 +48,9 @@ def main() -> None:
         photos, styles = grid(Path(tmp))
         bench.GRID = photos, styles  # bench/adain.py's quality loop, on this grid
         for spec in specs:
-            spec_, _, corr = spec.partition("/")
-            engine, _, rest = spec_.partition("=")
-            if "=" not in spec_ and "@" in engine:
-                engine, rest = engine.split("@")[0], "@" + engine.split("@")[1]
-            file, _, alpha = rest.partition("@")
+            head, _, corr = spec.partition(":")
+            head, _, alpha = head.partition("@")
+            engine, _, file = head.partition("=")
             weights = Path(file) if file else None
             stylizer = Stylizer(bench._manifest(weights if engine == "vgg" else None,
                                                 weights if engine == "student" else None,

@@ -89,8 +89,8 @@ def mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch
 
 
 def channel_correlation(feat: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    """Per-sample channel correlation (N, C, C) of (N, C, H, W) features, in float32 (:func:`adain`'s ``mix`` is
-    derived from it). ``eps`` on the covariance's diagonal gives a channel that never fires (many do at relu4_1)
+    """Per-sample channel correlation (N, C, C) of (N, C, H, W) features, in float32 (:func:`adain`'s ``root`` is
+    its square root). ``eps`` on the covariance's diagonal gives a channel that never fires (many do at relu4_1)
     a correlation of 1 with itself and 0 with the rest instead of 0/0."""
     n, c, h, w = feat.shape
     x = feat.float().reshape(n, c, h * w)
@@ -143,7 +143,7 @@ def stylize_features(f_c: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, a
     """A decoder's input: the AdaIN target (correlated by ``root`` at ``weight`` when given, see :func:`adain`)
     interpolated with the content features by ``alpha`` (strength in feature space, as in the paper). Shared by the
     VGG decoder, the student and their trainers."""
-    t = adain(f_c, mean.to(f_c.device), std.to(f_c.device), None if root is None else root.to(f_c.device), weight)
+    t = adain(f_c, mean.to(f_c.device), std.to(f_c.device), root, weight)  # adain moves the root itself
     if alpha >= 1.0:
         return t
     return alpha * t + (1.0 - alpha) * f_c

@@ -70,8 +70,8 @@ def export_dir(manifest: Manifest, engine: str) -> Path:
     the int8 ranges' (recalibrated ranges make a new int8 graph)."""
     model = ENGINE_MODELS[engine]
     name = f"{model}-{model_id(manifest, model)[:16]}"
-    ranges = manifest.model(model).file.parent / RANGES_NAME
-    if engine == "vgg" and ranges.is_file():
+    ranges = manifest.model(model).file.parent / RANGES_NAME if engine == "vgg" else None
+    if ranges is not None and ranges.is_file():
         name += f"-{cached_sha256(ranges)[:8]}"
     return cache_dir() / "onnx" / f"{name}-v{EXPORT_VERSION}"
 

@@ -132,38 +132,31 @@ def test_alpha_zero_feeds_the_content_features(manifest, method, content_image, 
     torch.testing.assert_close(seen[0].float(), f_c, atol=1e-3, rtol=1e-4)
 
 
-def _calibrated(full_alpha: object) -> Manifest:
-    """The shipped manifest with the decoder's ``full_alpha`` set to ``full_alpha``."""
+def _calibrated(**info: object) -> Manifest:
+    """The shipped manifest with the decoder's calibration (``full_alpha``, ``correlation``) set as given."""
     manifest = Manifest.default()
     entry = manifest.models["adain_decoder"]
-    manifest.models["adain_decoder"] = dataclasses.replace(entry, info={**entry.info, "full_alpha": full_alpha})
+    manifest.models["adain_decoder"] = dataclasses.replace(entry, info={**entry.info, **info})
     return manifest
 
 
 def test_full_strength_is_the_decoders_calibrated_alpha(method, content_image, style_image) -> None:
     """Strength 1 feeds the decoder alpha = ``full_alpha`` of its manifest entry; strength scales it."""
     content, styles = pil_to_tensor(content_image), [StyleInput(1.0, image=pil_to_tensor(style_image), key="s")]
-    half_of_full = method.run(_job(content, styles, _calibrated(0.5), strength=1.0))
-    half_strength = method.run(_job(content, styles, _calibrated(1.0), strength=0.5))
+    half_of_full = method.run(_job(content, styles, _calibrated(full_alpha=0.5), strength=1.0))
+    half_strength = method.run(_job(content, styles, _calibrated(full_alpha=1.0), strength=0.5))
     torch.testing.assert_close(half_of_full, half_strength)
-    paper = method.run(_job(content, styles, _calibrated(1.0), strength=1.0))
+    paper = method.run(_job(content, styles, _calibrated(full_alpha=1.0), strength=1.0))
     assert (paper - half_strength).abs().mean() > 0.01
     for bad in (1.5, 0, "high"):
         with pytest.raises(PresetError, match="full_alpha"):
-            method.run(_job(content, styles, _calibrated(bad)))
-
-
-def _correlation_weight(weight: object) -> Manifest:
-    manifest = Manifest.default()
-    entry = manifest.models["adain_decoder"]
-    manifest.models["adain_decoder"] = dataclasses.replace(entry, info={**entry.info, "correlation": weight})
-    return manifest
+            method.run(_job(content, styles, _calibrated(full_alpha=bad)))
 
 
 def test_correlation_weight_comes_from_the_decoders_entry(method, content_image, style_image) -> None:
     """``correlation`` 0 is plain AdaIN; the shipped weight changes the picture; a bad value is a clean error."""
     content, styles = pil_to_tensor(content_image), [StyleInput(1.0, image=pil_to_tensor(style_image), key="w")]
-    plain = method.run(_job(content, styles, _correlation_weight(0.0)))
+    plain = method.run(_job(content, styles, _calibrated(correlation=0.0)))
     with torch.inference_mode():
         vgg, decoder = get_vgg("cpu"), method.decoder(Manifest.default(), torch.device("cpu"))
         f_c = vgg(_pad_to_multiple(content, 8), [ENCODER_LAYER])[ENCODER_LAYER]
@@ -175,7 +168,7 @@ def test_correlation_weight_comes_from_the_decoders_entry(method, content_image,
     assert (shipped - plain).abs().mean() > 2e-3
     for bad in (1.5, -0.1, "some"):
         with pytest.raises(PresetError, match="correlation"):
-            method.run(_job(content, styles, _correlation_weight(bad)))
+            method.run(_job(content, styles, _calibrated(correlation=bad)))
 
 
 def test_one_hot_mixing_equals_single_style(manifest, method, content_image, style_image) -> None:
@@ -224,7 +217,7 @@ def test_preset_file_matches_the_style_image(tmp_path: Path, manifest, method, c
     old_sha = save_tensors({k: tensors[k] for k in ("mean", "std")}, tmp_path / "old.safetensors", {"method": "adain"})
     old = Preset(name="old", method="adain", file=tmp_path / "old.safetensors", sha256=old_sha)
     from_old = method.run(_job(content, [StyleInput(1.0, preset=old, key="preset:old")], manifest))
-    plain = method.run(_job(content, [StyleInput(1.0, preset=preset, key="")], _correlation_weight(0.0)))
+    plain = method.run(_job(content, [StyleInput(1.0, preset=preset, key="")], _calibrated(correlation=0.0)))
     torch.testing.assert_close(from_old, plain)
 
 
