@@ -21,8 +21,8 @@ from torch import nn
 from .adain import encoder, load_decoder, style_stats
 from .features import stylize_features
 from .manifest import Manifest
-from .onnx_engine import STYLE_GRAPH, STYLIZE_GRAPH, STYLIZE_INT8_GRAPH, export_dir
-from .quantize import quantize_graph, read_ranges
+from .onnx_engine import STYLE_GRAPH, STYLE_INT8_GRAPH, STYLIZE_GRAPH, STYLIZE_INT8_GRAPH, export_dir
+from .quantize import ENCODER_CONVS, quantize_graph, read_ranges
 from .student import Student, load_student
 from .vgg import get_vgg
 
@@ -115,6 +115,7 @@ def export_onnx(manifest: Manifest, engine: str) -> Path:
             ranges = read_ranges(entry.file.parent, entry.sha256)
             if ranges is not None:
                 quantize_graph(tmp / STYLIZE_GRAPH, tmp / STYLIZE_INT8_GRAPH, ranges)
+                quantize_graph(tmp / STYLE_GRAPH, tmp / STYLE_INT8_GRAPH, ranges[:ENCODER_CONVS])
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)

@@ -38,11 +38,12 @@ from .image import edge_margin, padding_to_multiple
 from .manifest import Manifest, cached_sha256
 from .quantize import RANGES_NAME, choose_precision
 
-#: Bumped when the graphs' inputs or outputs change, so an old export is not read by new code.
-EXPORT_VERSION = 4
+#: Bumped when the graphs' inputs or outputs, or how they are written, change, so an old export is not read by new
+#: code (5: the int8 style graph, the int8 graphs' quantization before pads).
+EXPORT_VERSION = 5
 STYLE_GRAPH, STYLIZE_GRAPH = "style.onnx", "stylize.onnx"
-#: the teacher's stylize graph with int8 convolutions (:mod:`stylizer.quantize`), for CPUs with VNNI but no AMX
-STYLIZE_INT8_GRAPH = "stylize_int8.onnx"
+#: the teacher's graphs with int8 convolutions (:mod:`stylizer.quantize`), for CPUs with VNNI but no AMX
+STYLE_INT8_GRAPH, STYLIZE_INT8_GRAPH = "style_int8.onnx", "stylize_int8.onnx"
 #: Where exports go (default ``$XDG_CACHE_HOME/stylizer``, else ``~/.cache/stylizer``).
 CACHE_ENV = "STYLIZER_CACHE_DIR"
 #: ``0`` turns the OpenVINO path off (the CLI then always runs torch), e.g. to compare the two.
@@ -131,9 +132,9 @@ class OnnxEngine:
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if self.precision != "bf16":  # int8: what is not quantized runs in f32 (bf16 without AMX is slower)
             config["INFERENCE_PRECISION_HINT"] = "f32"
-        graph = STYLIZE_INT8_GRAPH if self.precision == "int8" else STYLIZE_GRAPH
-        self._style = core.compile_model(str(folder / STYLE_GRAPH), "CPU", config)
-        self._stylize = core.compile_model(str(folder / graph), "CPU",
+        int8 = self.precision == "int8"
+        self._style = core.compile_model(str(folder / (STYLE_INT8_GRAPH if int8 else STYLE_GRAPH)), "CPU", config)
+        self._stylize = core.compile_model(str(folder / (STYLIZE_INT8_GRAPH if int8 else STYLIZE_GRAPH)), "CPU",
                                            {**config, "PERFORMANCE_HINT": "THROUGHPUT"} if throughput else config)
         self._inputs = [i.any_name for i in self._stylize.inputs]
         #: how many pictures :meth:`stylize` may draw at once

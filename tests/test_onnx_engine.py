@@ -249,7 +249,8 @@ def test_int8_encoder_matches_fp32_layer_by_layer(content_image, style_image) ->
 def test_int8_graph_draws_nearly_the_fp32_picture(exported, content_image, style_image) -> None:
     manifest = Manifest.default()
     folder = onnx_engine.export_dir(manifest, "vgg")
-    assert (folder / onnx_engine.STYLIZE_INT8_GRAPH).is_file()  # written by the export with the committed ranges
+    for graph in (onnx_engine.STYLE_INT8_GRAPH, onnx_engine.STYLIZE_INT8_GRAPH):
+        assert (folder / graph).is_file()  # written by the export with the committed ranges
     int8 = onnx_engine.OnnxEngine(folder, "vgg", precision="int8")
     assert int8.precision == "int8"
     content, style = content_image.resize((160, 120)), style_image.resize((96, 96))
@@ -272,3 +273,37 @@ def test_precision_follows_the_cpu(monkeypatch) -> None:
         assert quantize.choose_precision(("bf16", "f32")) == ("f32" if wanted == "int8" else wanted)  # no int8 graph
     monkeypatch.setenv(quantize.PRECISION_ENV, "f32")
     assert quantize.choose_precision() == "f32"
+
+
+def test_int8_quantizes_before_pads_and_upsampling_to_the_same_numbers(tmp_path, monkeypatch) -> None:
+    """A conv behind a nearest upsampling and a reflection pad (the decoder's pattern): its input is quantized
+    before them, so they move int8 (the quantization fused into the conv before), and the picture is the same as
+    quantizing right at the conv."""
+    import onnx
+    import openvino as ov
+
+    from stylizer import quantize
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Upsample(scale_factor=2),
+                              torch.nn.ReflectionPad2d(1), torch.nn.Conv2d(8, 3, 3)).eval()
+    src = tmp_path / "net.onnx"
+    with torch.no_grad():
+        torch.onnx.export(net, (torch.rand(1, 3, 16, 16),), str(src), input_names=["x"], opset_version=17,
+                          dynamo=False)
+    ranges = [[0.0, 1.0], [0.0, 2.0]]
+    moved, at_conv = tmp_path / "moved.onnx", tmp_path / "at_conv.onnx"
+    assert quantize.quantize_graph(src, moved, ranges, [0, 1]) == [0, 1]
+    with monkeypatch.context() as m:
+        m.setattr(quantize, "_moves_values", lambda node: False)
+        quantize.quantize_graph(src, at_conv, ranges, [0, 1])
+
+    producer = {out: n for n in onnx.load(str(moved)).graph.node for out in n.output}
+    resize = next(n for n in producer.values() if n.op_type == "Resize")
+    assert producer[resize.input[0]].op_type == "DequantizeLinear"  # quantized before the upsampling
+    pad = next(n for n in producer.values() if n.op_type == "Pad")
+    assert producer[pad.input[0]] is resize
+    x = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    outputs = [np.asarray(ov.Core().compile_model(str(p), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0])
+               for p in (moved, at_conv)]
+    assert outputs[0].shape == (1, 3, 32, 32)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
