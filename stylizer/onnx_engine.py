@@ -125,7 +125,7 @@ class OnnxEngine:
         self._style_multiple = MULTIPLE if engine == "student" else 1
         self.engine = engine
         available = ["bf16", "f32"] + (["int8"] if (folder / STYLIZE_INT8_GRAPH).is_file() else [])
-        #: bf16 (OpenVINO's default, fast with AMX), int8 (VNNI without AMX) or f32 (:func:`choose_precision`)
+        #: int8 (where the CPU has VNNI), bf16 (OpenVINO's default, fast with AMX) or f32 (:func:`choose_precision`)
         self.precision = "f32" if fp32 else (precision if precision in available else choose_precision(available))
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})

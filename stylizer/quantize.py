@@ -1,8 +1,10 @@
 """int8 for the teacher's OpenVINO graph, for CPUs with VNNI but no AMX (issue 32).
 
-On a CPU with AMX, OpenVINO runs the exported teacher in bf16 at ~0.11 s a 512 px picture and int8 buys ~15 %; on
-one without it (an AMD EPYC: avx512_bf16 and VNNI, no AMX) bf16 is slower than f32 and f32 takes ~0.67 s, while
-int8 convolutions on VNNI take ~0.32 s. So :func:`choose_precision` picks bf16 with AMX, int8 with VNNI, else f32.
+On a CPU without AMX (an AMD EPYC: avx512_bf16 and VNNI) OpenVINO's bf16 is slower than f32, which takes ~0.67 s
+a 512 px picture, while int8 convolutions on VNNI take ~0.28 s; with AMX, bf16 takes ~0.11 s and int8 less again
+(a folder of 20 at 512 px 2.17 s against 2.66 s), at the same quality (21 held-out pairs int8 0.583 / 0.428, bf16
+0.590 / 0.431, f32 0.590 / 0.427). So :func:`choose_precision` picks int8 wherever there is VNNI (AMX machines have
+it too), bf16 with AMX when there is no int8 graph, else f32.
 
 The int8 graph is the fp32 export with QuantizeLinear/DequantizeLinear pairs in front of the convolutions
 (OpenVINO runs such pairs as int8 kernels): weights per output channel, symmetric; each conv's input per tensor,
@@ -49,18 +51,18 @@ def cpu_flags() -> set[str]:
 
 
 def choose_precision(available: Sequence[str] = ("bf16", "int8", "f32")) -> str:
-    """``$STYLIZER_PRECISION`` when it names one of ``available``, else by the CPU: bf16 with AMX, int8 with
-    VNNI (AVX-512 or AVX), f32 otherwise."""
+    """``$STYLIZER_PRECISION`` when it names one of ``available``, else by the CPU: int8 with VNNI (AVX-512, AVX
+    or AMX's), bf16 with AMX, f32 otherwise."""
     import os
 
     wanted = os.environ.get(PRECISION_ENV, "auto").strip().lower()
     if wanted in available:
         return wanted
     flags = cpu_flags()
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} and "int8" in available:
+        return "int8"
     if "amx_bf16" in flags and "bf16" in available:
         return "bf16"
-    if flags & {"avx512_vnni", "avx_vnni"} and "int8" in available:
-        return "int8"
     return "f32"
 
 
