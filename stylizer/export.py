@@ -21,7 +21,15 @@ from torch import nn
 from .adain import encoder, load_decoder, style_stats
 from .features import stylize_features
 from .manifest import Manifest
-from .onnx_engine import STYLE_GRAPH, STYLE_INT8_GRAPH, STYLIZE_GRAPH, STYLIZE_INT8_GRAPH, export_dir
+from .onnx_engine import (
+    EXPORT_VERSION,
+    STYLE_GRAPH,
+    STYLE_INT8_GRAPH,
+    STYLIZE_GRAPH,
+    STYLIZE_INT8_GRAPH,
+    cache_dir,
+    export_dir,
+)
 from .quantize import ENCODER_CONVS, quantize_graph, read_ranges
 from .student import Student, load_student
 from .vgg import get_vgg
@@ -121,4 +129,21 @@ def export_onnx(manifest: Manifest, engine: str) -> Path:
         tmp.rename(folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    prune_stale_exports()
     return folder
+
+
+def prune_stale_exports() -> list[Path]:
+    """Delete the exports older code wrote (a lower version than :data:`EXPORT_VERSION`, any engine): no version of
+    this code reads them again, and each teacher export is ~50 MB. OpenVINO's compiled copies go with them (its
+    cache is keyed by graph contents, not by folder; what is still current compiles again once, ~1 s). Returns the
+    folders deleted."""
+    stale = []
+    for path in (cache_dir() / "onnx").glob("*-v*"):
+        version = path.name.rpartition("-v")[2]
+        if path.is_dir() and version.isdigit() and int(version) < EXPORT_VERSION:
+            shutil.rmtree(path, ignore_errors=True)
+            stale.append(path)
+    if stale:
+        shutil.rmtree(cache_dir() / "openvino", ignore_errors=True)
+    return stale

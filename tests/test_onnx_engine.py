@@ -190,6 +190,25 @@ def test_export_is_keyed_by_the_weights(tmp_path, monkeypatch) -> None:
     assert not onnx_engine.enabled()
 
 
+def test_exports_of_older_code_are_pruned(tmp_path, monkeypatch) -> None:
+    """What a lower export version wrote is never read again: deleted (with OpenVINO's compiled copies); the
+    current version's exports stay, whatever weights they belong to."""
+    from stylizer.export import prune_stale_exports
+
+    monkeypatch.setenv(onnx_engine.CACHE_ENV, str(tmp_path))
+    current = onnx_engine.EXPORT_VERSION
+    names = [f"adain_decoder-aaaa-bbbb-v{current - 1}", f"adain_student-cccc-v{current - 2}",
+             f"adain_decoder-dddd-eeee-v{current}", f"adain_student-ffff-v{current}"]
+    for name in names:
+        (tmp_path / "onnx" / name).mkdir(parents=True)
+        (tmp_path / "onnx" / name / onnx_engine.STYLE_GRAPH).write_bytes(b"graph")
+    (tmp_path / "openvino").mkdir()
+    assert sorted(p.name for p in prune_stale_exports()) == sorted(names[:2])
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted(names[2:])
+    assert not (tmp_path / "openvino").exists()
+    assert prune_stale_exports() == []  # nothing stale left
+
+
 @pytest.mark.slow
 def test_first_cli_run_exports_then_bad_input_is_one_line(tmp_path, content_image, style_image) -> None:
     """With no export yet the CLI writes it (torch, once) and goes on; a corrupt photo on this path is the same
