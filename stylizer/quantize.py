@@ -1,10 +1,12 @@
-"""int8 for the teacher's OpenVINO graph, for CPUs with VNNI but no AMX (issue 32).
+"""int8 for the teacher's OpenVINO graphs, for CPUs with VNNI (issue 32).
 
 On a CPU without AMX (an AMD EPYC: avx512_bf16 and VNNI) OpenVINO's bf16 is slower than f32, which takes ~0.67 s
-a 512 px picture, while int8 convolutions on VNNI take ~0.28 s; with AMX, bf16 takes ~0.11 s and int8 less again
-(a folder of 20 at 512 px 2.17 s against 2.66 s), at the same quality (21 held-out pairs int8 0.583 / 0.428, bf16
-0.590 / 0.431, f32 0.590 / 0.427). So :func:`choose_precision` picks int8 wherever there is VNNI (AMX machines have
-it too), bf16 with AMX when there is no int8 graph, else f32.
+a 512 px picture, while int8 convolutions on VNNI take ~0.28 s; with AMX, bf16 takes ~0.11 s and int8 less again (a
+folder of 20 at 512 px 2.17 s against 2.66 s). It costs a little style: paired with f32 on the same pairs, style_gap
++0.0055 and content_err -0.0047 on average over 21 held-out pairs (bf16 +0.0007 / -0.0011), +0.0021 / -0.0023 over
+the 24 of ``bench/adain_independent.py``; half of it is the decoder's last two convs, which in f32 would cost more
+time than the rest of the decoder, and wider or narrower ranges only add to it. So :func:`choose_precision` picks
+int8 wherever there is VNNI (AMX machines have it too), bf16 with AMX when there is no int8 graph, else f32.
 
 The int8 graph is the fp32 export with QuantizeLinear/DequantizeLinear pairs in front of the convolutions
 (OpenVINO runs such pairs as int8 kernels): weights per output channel, symmetric; each conv's input per tensor,
@@ -15,8 +17,7 @@ picture on VNNI, relu4_1 mean / std / correlation within 1.8 / 0.9 / 2.2 % of f3
 precision, and why: the first conv (it sees the picture itself, mean-subtracted, where a step of 1/127 of the
 range is visible); the AdaIN statistics and correlated AdaIN's mixing are not the network's convs and are never
 quantized. The decoder's last conv, which draws the three channels, is int8 too since its reflection pad moves
-int8 (below): 8 % of a picture, half a grey level on average, 21 held-out pairs 0.592 / 0.429 against 0.591 /
-0.428 with it in f32.
+int8 (below): 8 % of a picture, half a grey level on average.
 :func:`validate_encoder` checks the encoder layer by layer: the channel mean and std of relu1_1..relu4_1 of the
 int8 graph against fp32.
 """
