@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from .adain import ENCODER_LAYER, LOSS_LAYERS
-from .features import adain, gram, mean_std
+from .correlation import root
+from .features import adain, channel_correlation, gram, mean_std
 from .vgg import LAYER_SCALE, STYLE_LAYERS, VGG19
 
 
@@ -62,14 +63,20 @@ class LossWeights:
 
 
 def adain_targets(vgg, content: torch.Tensor, style: torch.Tensor, layers: tuple[str, ...] = LOSS_LAYERS,
-                  ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+                  correlation: float = 0.0) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """AdaIN's training targets from the frozen VGG: ``t`` at relu4_1 (raw scale) and the style's channel
-    (mean, std) per layer, divided by :data:`LAYER_SCALE`."""
+    (mean, std) per layer, divided by :data:`LAYER_SCALE`. ``correlation`` > 0: ``t`` is correlated AdaIN at that
+    weight, each sample by its own style's root (what the decoder is given at run time)."""
     with torch.no_grad():
         f_c = vgg(content, [ENCODER_LAYER])[ENCODER_LAYER]
         f_s = vgg(style, layers)
         targets = {k: mean_std(v / LAYER_SCALE[k]) for k, v in f_s.items()}
-        return adain(f_c, *mean_std(f_s[ENCODER_LAYER])), targets
+        mean, std = mean_std(f_s[ENCODER_LAYER])
+        if correlation <= 0:
+            return adain(f_c, mean, std), targets
+        roots = [torch.from_numpy(root(c.cpu().numpy())) for c in channel_correlation(f_s[ENCODER_LAYER])]
+        return torch.cat([adain(f_c[i:i + 1], mean[i:i + 1], std[i:i + 1], r, correlation)
+                          for i, r in enumerate(roots)]), targets
 
 
 def adain_losses(vgg, out: torch.Tensor, t: torch.Tensor, targets: dict[str, tuple[torch.Tensor, torch.Tensor]],

@@ -283,3 +283,34 @@ def test_train_decoder_fine_tunes_on_the_style_pool(tmp_path: Path, image_folder
     assert all(math.isfinite(e["style"]) and e["style"] > 0 for e in _losses(log_file))
     assert _train(image_folder, out, 2, "--style-layers", "relu1_1,relu2_1") == 2  # relu4_1 is the content's
     assert "--style-layers" in capsys.readouterr().err
+
+
+def test_decoder_trains_on_correlated_adain_inputs(tmp_path: Path, image_folder: Path, capsys) -> None:
+    """--correlation W: the decoder's training input is correlated AdaIN by each sample's own style root (what the
+    manifest's ``correlation`` runs it with), not plain AdaIN; the file records the weight."""
+    from stylizer.correlation import root
+    from stylizer.features import adain, channel_correlation, mean_std
+    from stylizer.losses import adain_targets
+    from stylizer.manifest import read_metadata
+    from stylizer.vgg import get_vgg
+
+    vgg = get_vgg("cpu")
+    content, style = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48)
+    style[1] = style[1].flip(-1) ** 2  # two different styles
+    plain, _ = adain_targets(vgg, content, style)
+    mixed, _ = adain_targets(vgg, content, style, correlation=0.5)
+    f_c, f_s = vgg(content, ["relu4_1"])["relu4_1"], vgg(style, ["relu4_1"])["relu4_1"]
+    mean, std = mean_std(f_s)
+    for i, corr in enumerate(channel_correlation(f_s)):
+        own = adain(f_c[i:i + 1], mean[i:i + 1], std[i:i + 1], torch.from_numpy(root(corr.numpy())), 0.5)
+        torch.testing.assert_close(mixed[i:i + 1], own)
+    assert (mixed - plain).abs().mean() > 0.01 * plain.abs().mean()
+    torch.testing.assert_close(adain_targets(vgg, content, style, correlation=0.0)[0], plain)
+
+    out, log_file = tmp_path / "dec.safetensors", tmp_path / "loss.jsonl"
+    assert _train(image_folder, out, 4, "--correlation", "0.5", "--checkpoint-every", "0", "--log-every", "1",
+                  "--log-file", str(log_file)) == 0
+    assert read_metadata(out, "decoder")["correlation"] == "0.5"
+    assert all(math.isfinite(e["loss"]) for e in _losses(log_file))
+    assert _train(image_folder, out, 2, "--correlation", "1.5") == 2
+    assert "--correlation" in capsys.readouterr().err

@@ -48,9 +48,11 @@ CHECKPOINT_MINUTES = 5.0
 
 
 def decoder_losses(vgg, decoder: Decoder, content: torch.Tensor, style: torch.Tensor,
-                   layers: tuple[str, ...] = LOSS_LAYERS) -> tuple[torch.Tensor, torch.Tensor]:
-    """(content loss, style loss at ``layers``) of one batch, with features divided by :data:`LAYER_SCALE`."""
-    t, targets = adain_targets(vgg, content, style, layers)
+                   layers: tuple[str, ...] = LOSS_LAYERS, correlation: float = 0.0,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(content loss, style loss at ``layers``) of one batch, with features divided by :data:`LAYER_SCALE`; the
+    decoder's input is correlated AdaIN at ``correlation`` (0: plain)."""
+    t, targets = adain_targets(vgg, content, style, layers, correlation)
     return adain_losses(vgg, decoder(t), t, targets)
 
 
@@ -94,7 +96,7 @@ def train_decoder(cfg: DecoderConfig) -> list[dict[str, float]]:
         content = next(content_batches).contiguous(memory_format=memory_format)
         style = next(style_batches).contiguous(memory_format=memory_format)
         with autocast(device, cfg.mixed_precision):
-            loss_c, loss_s = decoder_losses(vgg, decoder, content, style, layers)
+            loss_c, loss_s = decoder_losses(vgg, decoder, content, style, layers, cfg.correlation)
         loss = cfg.content_weight * loss_c + cfg.style_weight * loss_s
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -116,7 +118,7 @@ def train_decoder(cfg: DecoderConfig) -> list[dict[str, float]]:
         "style_weight": str(cfg.style_weight), "lr": str(cfg.lr), "device": str(device),
         "minutes": f"{minutes:.1f}",
         "data": f"{Path(cfg.content_dir).name} ({len(contents)} photos), {Path(cfg.style_dir).name} ({styles_seen})",
-        "style_layers": ",".join(layers),
+        "style_layers": ",".join(layers), "correlation": str(cfg.correlation),
     }
     if cfg.init is not None:
         metadata["from"] = Path(cfg.init).name
@@ -160,12 +162,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-styles", type=Path, default=None, help="more style pictures (scripts/pypi_styles)")
     parser.add_argument("--style-layers", default=",".join(LOSS_LAYERS),
                         help=f"style loss layers, comma separated (default the paper's; all: {','.join(STYLE_LAYERS)})")
+    parser.add_argument("--correlation", type=float, default=d.correlation,
+                        help="correlated AdaIN's weight in the decoder's input (0: plain AdaIN; the manifest's "
+                             "`correlation` is what it runs with)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch < 1 or args.crop < 16:
         raise StylizerError("--steps and --batch must be positive and --crop at least 16")
+    if not 0.0 <= args.correlation <= 1.0:
+        raise StylizerError("--correlation is a weight in [0, 1]")
     style_layers = tuple(x.strip() for x in args.style_layers.split(",") if x.strip())
     if set(style_layers) - set(STYLE_LAYERS) or "relu4_1" not in style_layers:
         raise StylizerError(f"--style-layers: choose among {', '.join(STYLE_LAYERS)}, relu4_1 included")
@@ -180,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, resume=args.resume, max_minutes=args.max_minutes,
         seed=args.seed, mixed_precision=not args.fp32, log_file=args.log_file, init=args.init,
         style_pool=args.style_pool, extra_styles=args.extra_styles,
-        style_layers=style_layers,
+        style_layers=style_layers, correlation=args.correlation,
     )
     train_decoder(DecoderConfig(**common))
     return 0

@@ -50,6 +50,9 @@ class DecoderConfig:
     style_pool: bool = False
     extra_styles: Path | None = None  # more style pictures for the pool (scripts/pypi_styles)
     style_layers: tuple[str, ...] | None = None  # of the style loss (None: the paper's, adain.LOSS_LAYERS)
+    #: correlated AdaIN's weight in the targets (:func:`stylizer.features.adain`; 0: plain AdaIN), so the decoder
+    #: learns to draw the features it is given at run time
+    correlation: float = 0.0
 
 
 def start_or_resume(cfg, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
