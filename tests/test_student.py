@@ -271,7 +271,7 @@ def test_light_decoder_trains_on_cached_vgg_features_and_resumes(tmp_path: Path,
     assert train_phase(cfg("c", 80, lr=3e-4)) == 80
     c_state = torch.load(work / "phase_c.ckpt", weights_only=True)
     before, after = objective(b_state), objective(c_state)
-    assert after < 0.8 * before, (before, after)
+    assert after < 0.85 * before, (before, after)  # 0.80 of it from the teacher of issue 32's fine-tune
     assert all(torch.equal(c_state["student"][k], b_state["student"][k]) for k in b_state["student"]
                if k.startswith("encoder."))  # VGG's own weights, untouched
     assert train_phase(cfg("c", 82, lr=3e-4)) == 82
