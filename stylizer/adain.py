@@ -273,11 +273,11 @@ class AdaINMethod:
         def from_image(image: torch.Tensor) -> tuple[torch.Tensor, ...]:
             with autocast(device, mixed_precision):
                 mean, std, correlation_ = style_stats(vgg, _channels_last(image.to(device), device))
-            return mean, std, _root(correlation_)
+            return mean, std, correlation_root(correlation_)
 
         def from_preset(t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
             stats = (t["mean"].view(1, -1, 1, 1), t["std"].view(1, -1, 1, 1))
-            return (*stats, _root(t["correlation"])) if "correlation" in t else stats
+            return (*stats, correlation_root(t["correlation"])) if "correlation" in t else stats
 
         mean, std, *root = self._ingredient(style, style.key, from_preset, from_image)
         return mean.to(device), std.to(device), (root[0] if root else None)
@@ -358,8 +358,9 @@ class AdaINMethod:
         return out
 
 
-def _root(correlation_: torch.Tensor) -> torch.Tensor:
-    """:func:`stylizer.correlation.root` of a (1, C, C) or (C, C) correlation, as a float32 CPU tensor (C, C)."""
+def correlation_root(correlation_: torch.Tensor) -> torch.Tensor:
+    """:func:`stylizer.correlation.root` of a (1, C, C) or (C, C) correlation, as a float32 CPU tensor (C, C): the
+    ``root`` correlated AdaIN (:func:`stylizer.features.adain`) takes, for the engine, its trainers and calibration."""
     c = correlation_.shape[-1]
     return torch.from_numpy(corr.root(correlation_.detach().float().cpu().numpy().reshape(c, c)))
 

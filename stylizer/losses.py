@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .adain import ENCODER_LAYER, LOSS_LAYERS
-from .correlation import root
+from .adain import ENCODER_LAYER, LOSS_LAYERS, correlation_root
 from .features import adain, channel_correlation, gram, mean_std
 from .vgg import LAYER_SCALE, STYLE_LAYERS, VGG19
 
@@ -74,9 +73,9 @@ def adain_targets(vgg, content: torch.Tensor, style: torch.Tensor, layers: tuple
         mean, std = mean_std(f_s[ENCODER_LAYER])
         if correlation <= 0:
             return adain(f_c, mean, std), targets
-        roots = [torch.from_numpy(root(c.cpu().numpy())) for c in channel_correlation(f_s[ENCODER_LAYER])]
-        return torch.cat([adain(f_c[i:i + 1], mean[i:i + 1], std[i:i + 1], r, correlation)
-                          for i, r in enumerate(roots)]), targets
+        correlations = channel_correlation(f_s[ENCODER_LAYER])
+        return torch.cat([adain(f_c[i:i + 1], mean[i:i + 1], std[i:i + 1], correlation_root(r), correlation)
+                          for i, r in enumerate(correlations)]), targets
 
 
 def adain_losses(vgg, out: torch.Tensor, t: torch.Tensor, targets: dict[str, tuple[torch.Tensor, torch.Tensor]],

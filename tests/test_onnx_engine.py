@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from stylizer import correlation, onnx_engine
-from stylizer.adain import _pad_to_multiple, encoder, load_decoder, style_stats
+from stylizer import onnx_engine
+from stylizer.adain import _pad_to_multiple, correlation_root, encoder, load_decoder, style_stats
 from stylizer.engines import correlation as correlation_weight
 from stylizer.export import export_onnx
 from stylizer.facade import reflect_pad
@@ -54,7 +54,7 @@ def _torch_engine(engine: str) -> tuple[Callable, Callable]:
 
     def measure(s: torch.Tensor) -> tuple[torch.Tensor, ...]:  # what the stylize graph takes: correlated AdaIN's root
         mean, std, corr = style_stats(get_vgg("cpu"), s)
-        root = torch.from_numpy(correlation.root(corr[0].numpy()))
+        root = correlation_root(corr)
         return mean, std, root, torch.tensor(correlation_weight(manifest))
 
     return measure, lambda x, stats, alpha: dec(stylize_features(enc(x), *stats[:2], alpha, *stats[2:]))

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from .. import image as img
-from ..adain import style_stats
-from ..correlation import root
+from ..adain import correlation_root, style_stats
 from ..engines import correlation
 from ..manifest import Manifest
 from ..quantize import QUANTILE, RANGES_NAME, SKIP_FIRST, SKIP_LAST, conv_input_ranges, validate_encoder
@@ -58,7 +57,7 @@ def run_cli(args: argparse.Namespace) -> int:
         _kind, style = pool.sample(rng)
         with torch.no_grad():
             mean, std, correlation_ = style_stats(vgg, _picture(style, 256))
-        mixing = torch.from_numpy(root(correlation_[0].numpy())), torch.tensor(correlation(manifest))
+        mixing = correlation_root(correlation_), torch.tensor(correlation(manifest))
         feeds.append((_picture(rng.choice(train), args.size), mean, std, *mixing, torch.tensor(1.0)))
     ranges = conv_input_ranges(module, feeds)
     log.info("ranges of %d convs from %d pairs", len(ranges), len(feeds))
