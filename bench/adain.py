@@ -141,9 +141,16 @@ def quality_ours(stylizer: Stylizer, n_content: int, n_style: int, size: int, st
     return _median_metrics(rows)
 
 
+def cli_folder(folder: Path, style: Path, size: int, out: Path) -> Path:
+    """``python -m stylizer stylize FOLDER --style S`` as a user runs it (the CLI's own choices: the teacher on
+    OpenVINO at the CPU's precision, int8 where there is VNNI); returns ``out``, where each photo's PNG is."""
+    subprocess.run([sys.executable, "-m", "stylizer", "stylize", str(folder), "--style", str(style),
+                    "--size", str(size), "-o", str(out)], check=True, cwd=ROOT, capture_output=True)
+    return out
+
+
 def quality_cli(n_content: int, n_style: int, size: int, keep: Path | None) -> dict:
-    """The same pairs through ``python -m stylizer stylize FOLDER --style S`` as a user runs it (the CLI's own
-    choices: the teacher on OpenVINO at the CPU's precision, int8 where there is VNNI), one run per style."""
+    """The same pairs through the CLI (:func:`cli_folder`), one run per style."""
     from stylizer.metrics import quality
 
     contents, styles = _pairs(n_content, n_style)
@@ -154,9 +161,7 @@ def quality_cli(n_content: int, n_style: int, size: int, keep: Path | None) -> d
         for content in contents:
             shutil.copy(content, folder / content.name)
         for i, style in enumerate(styles):
-            out = Path(tmp) / f"out{i}"
-            subprocess.run([sys.executable, "-m", "stylizer", "stylize", str(folder), "--style", str(style),
-                            "--size", str(size), "-o", str(out)], check=True, cwd=ROOT, capture_output=True)
+            out = cli_folder(folder, style, size, Path(tmp) / f"out{i}")
             for content in contents:
                 rows.append(quality(out / f"{content.stem}.png", content, style))
                 if keep is not None:

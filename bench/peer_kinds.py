@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from adain import PEER, SHARED  # noqa: E402
+from adain import PEER, SHARED, cli_folder  # noqa: E402
 
 from stylizer.facade import StyleRef, Stylizer, StylizeRequest  # noqa: E402
 from stylizer.metrics import quality  # noqa: E402
@@ -107,13 +107,10 @@ def main() -> None:
         stylizer = Stylizer()
         ours, peer = [], []
         for i, (kind, style) in enumerate(grid):
-            if args.cli:
-                subprocess.run([sys.executable, "-m", "stylizer", "stylize", str(folder), "--style", str(style),
-                                "--size", str(args.size), "-o", str(Path(tmp) / f"ours{i}")], check=True,
-                               cwd=ROOT, capture_output=True)
+            drawn = cli_folder(folder, style, args.size, Path(tmp) / f"ours{i}") if args.cli else None
             for content in photos:
-                if args.cli:
-                    out: Path | Image.Image = Path(tmp) / f"ours{i}" / f"{content.stem}.png"
+                if drawn is not None:
+                    out: Path | Image.Image = drawn / f"{content.stem}.png"
                 else:
                     out = stylizer.stylize(StylizeRequest(content, [StyleRef(image=style)], method="adain",
                                                           size=args.size)).image
