@@ -2,7 +2,8 @@
 
 On a CPU without AMX (an AMD EPYC: avx512_bf16 and VNNI) OpenVINO's bf16 is slower than f32, which takes ~0.67 s
 a 512 px picture, while int8 convolutions on VNNI take ~0.28 s; with AMX, bf16 takes ~0.11 s and int8 less again (a
-folder of 20 at 512 px 2.17 s against 2.66 s). It costs a little style: paired with f32 on the same pairs, style_gap
+folder of 20 at 512 px 2.17 s against 2.66 s). It costs a little style: paired with f32 on the same pairs (the
+decoder before issue 32's fine-tune; held-out medians with today's: int8 0.559 / 0.429, f32 0.558 / 0.415), style_gap
 +0.0055 and content_err -0.0047 on average over 21 held-out pairs (bf16 +0.0007 / -0.0011), +0.0021 / -0.0023 over
 the 24 of ``bench/adain_independent.py``; half of it is the decoder's last two convs, which in f32 would cost more
 time than the rest of the decoder, and wider or narrower ranges only add to it. So :func:`choose_precision` picks
