@@ -120,6 +120,8 @@ def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tens
     and exported graphs run it as they run AdaIN. Each part is normalised before they are blended, so ``weight`` means
     the same whatever the root's scale. Weight 0 (or no root) is plain AdaIN.
     """
+    if torch.onnx.is_in_onnx_export():
+        return _adain_as_instance_norms(content, style_mean, style_std, root, weight)
     c_mean, c_std = norm_stats(content)
     if root is None:
         scale = style_std / c_std  # (x - mu_c) / sigma_c * sigma_s + mu_s as one multiply-add per element
@@ -136,6 +138,19 @@ def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tens
     shift = style_mean - to_y * y_mean
     mixed = torch.addcmul(shift.to(dtype), z, ((1.0 - weight) * style_std).to(dtype))
     return torch.addcmul(mixed, y, to_y.to(dtype))
+
+
+def _adain_as_instance_norms(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
+                             root: torch.Tensor | None, weight: float | torch.Tensor) -> torch.Tensor:
+    """:func:`adain` as exported graphs hold it: the same numbers (float32: within 1e-4 of a grey level), written
+    with ``F.instance_norm`` so OpenVINO runs each normalisation as one fused MVN kernel instead of the half dozen
+    reductions and elementwise passes :func:`mean_std` traces to (4 ms of a 512 px picture, 1.5 %, on one EPYC-like
+    core). Eager torch keeps :func:`adain`'s own form: one rounding per output in bf16 and NormTape's statistics."""
+    z = F.instance_norm(content, eps=1e-5)
+    if root is None:
+        return z * style_std + style_mean
+    y = F.instance_norm(F.conv2d(z, root[:, :, None, None]), eps=1e-5)
+    return z * ((1.0 - weight) * style_std) + y * (weight * style_std) + style_mean
 
 
 def stylize_features(f_c: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, alpha: float,

@@ -251,7 +251,8 @@ def test_a_damaged_export_falls_back_to_torch(tmp_path, content_image, style_ima
 
 def test_int8_encoder_matches_fp32_layer_by_layer(content_image, style_image) -> None:
     """The committed ranges belong to the shipped decoder, and with them the int8 encoder's channel mean and std at
-    relu1_1..relu4_1 stay within 5 % of fp32 (relu1_1 exactly: its conv is not quantized)."""
+    relu1_1..relu4_1 stay within 5 % of fp32 (relu1_1 within 2 %: its conv reads the picture's exact 8-bit values,
+    only its weights are rounded)."""
     from stylizer.quantize import read_ranges, validate_encoder
 
     entry = Manifest.default().model("adain_decoder")
@@ -260,7 +261,7 @@ def test_int8_encoder_matches_fp32_layer_by_layer(content_image, style_image) ->
     pictures = [np.asarray(p.convert("RGB").resize((128, 96)), np.float32).transpose(2, 0, 1)[None] / 255
                 for p in (content_image, style_image)]
     figures = validate_encoder(ranges, pictures)
-    assert figures["relu1_1"] == {"mean": 0.0, "std": 0.0}
+    assert figures["relu1_1"]["mean"] < 0.02 and figures["relu1_1"]["std"] < 0.02
     for tap, errors in figures.items():
         assert errors["mean"] < 0.05 and errors["std"] < 0.05, (tap, errors)
     assert figures["relu4_1"]["mean"] > 0  # and it is int8: something did change
@@ -329,3 +330,39 @@ def test_int8_quantizes_before_pads_and_upsampling_to_the_same_numbers(tmp_path,
                for p in (moved, at_conv)]
     assert outputs[0].shape == (1, 3, 32, 32)
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_int8_first_conv_reads_the_pictures_exact_values(tmp_path) -> None:
+    """VGG's first conv, after its mean subtraction and zero padding, rewired to read the 0..255 picture padded by
+    the mean colour (the mean folded into its bias): int8 then rounds only the weights, not an 8-bit picture, and
+    draws what float32 draws with those weights, edges included."""
+    import openvino as ov
+
+    from stylizer import quantize
+    from stylizer.vgg import CaffePreprocess
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    net = torch.nn.Sequential(CaffePreprocess(), conv).eval()
+    src, int8 = tmp_path / "net.onnx", tmp_path / "int8.onnx"
+    with torch.no_grad():
+        torch.onnx.export(net, (torch.rand(1, 3, 16, 16),), str(src), input_names=["x"], opset_version=17,
+                          dynamic_axes={"x": {2: "h", 3: "w"}}, dynamo=False)
+    assert quantize.quantize_graph(src, int8, [[-123.68, 151.061]], [0]) == [0]
+
+    x = np.random.default_rng(0).integers(0, 256, (1, 3, 23, 17)).astype(np.float32) / np.float32(255)
+    core = ov.Core()
+    ref, rounded = (np.asarray(core.compile_model(str(p), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0])
+                    for p in (src, int8))
+    w = conv.weight.detach()
+    scale = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+    with torch.no_grad():
+        expected = torch.nn.functional.conv2d(CaffePreprocess()(torch.from_numpy(x)), torch.round(w / scale) * scale,
+                                              conv.bias, padding=1).numpy()
+    np.testing.assert_allclose(rounded, expected, atol=2e-3 * np.abs(expected).max())
+    assert np.abs(rounded - ref).max() > 1e-2  # and the weights were rounded
+    # the picture quantized as it used to be, per tensor around the mean: off by whole steps
+    at_conv = tmp_path / "at_conv.onnx"
+    quantize.quantize_graph(src, at_conv, [[-123.68, 151.061]], [0], raw_picture=False)
+    coarse = np.asarray(core.compile_model(str(at_conv), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0])
+    assert np.abs(coarse - expected).mean() > 5 * np.abs(rounded - expected).mean()
