@@ -129,19 +129,23 @@ def export_onnx(manifest: Manifest, engine: str) -> Path:
         tmp.rename(folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    prune_stale_exports()
+    prune_stale_exports(folder)
     return folder
 
 
-def prune_stale_exports() -> list[Path]:
+def prune_stale_exports(current: Path | None = None) -> list[Path]:
     """Delete the exports older code wrote (a lower version than :data:`EXPORT_VERSION`, any engine): no version of
-    this code reads them again, and each teacher export is ~50 MB. OpenVINO's compiled copies go with them (its
-    cache is keyed by graph contents, not by folder; what is still current compiles again once, ~1 s). Returns the
-    folders deleted."""
+    this code reads them again, and each teacher export is ~50 MB. With ``current`` (an export just written), also
+    the same weights' exports with other int8 ranges (:func:`export_dir`'s names: model, weights, ranges, version):
+    a recalibration replaced them. OpenVINO's compiled copies go with them (its cache is keyed by graph contents,
+    not by folder; what is still current compiles again once, ~1 s). Returns the folders deleted."""
+    keep = current.name if current is not None else ""
+    weights = keep.split("-")[:2] if keep else None
     stale = []
     for path in (cache_dir() / "onnx").glob("*-v*"):
         version = path.name.rpartition("-v")[2]
-        if path.is_dir() and version.isdigit() and int(version) < EXPORT_VERSION:
+        replaced = weights is not None and path.name != keep and path.name.split("-")[:2] == weights
+        if path.is_dir() and version.isdigit() and (int(version) < EXPORT_VERSION or replaced):
             shutil.rmtree(path, ignore_errors=True)
             stale.append(path)
     if stale:

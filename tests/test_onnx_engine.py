@@ -192,7 +192,7 @@ def test_export_is_keyed_by_the_weights(tmp_path, monkeypatch) -> None:
 
 def test_exports_of_older_code_are_pruned(tmp_path, monkeypatch) -> None:
     """What a lower export version wrote is never read again: deleted (with OpenVINO's compiled copies); the
-    current version's exports stay, whatever weights they belong to."""
+    current version's exports stay, whatever weights they belong to, but for the same weights' earlier ranges."""
     from stylizer.export import prune_stale_exports
 
     monkeypatch.setenv(onnx_engine.CACHE_ENV, str(tmp_path))
@@ -207,6 +207,12 @@ def test_exports_of_older_code_are_pruned(tmp_path, monkeypatch) -> None:
     assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted(names[2:])
     assert not (tmp_path / "openvino").exists()
     assert prune_stale_exports() == []  # nothing stale left
+    # a recalibration: the same decoder's export with its earlier ranges goes once the new one is written
+    earlier, other = f"adain_decoder-dddd-0000-v{current}", f"adain_decoder-9999-eeee-v{current}"
+    for name in (earlier, other):
+        (tmp_path / "onnx" / name).mkdir()
+    assert [p.name for p in prune_stale_exports(tmp_path / "onnx" / names[2])] == [earlier]
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted([*names[2:], other])
 
 
 @pytest.mark.slow
