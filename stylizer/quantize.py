@@ -135,7 +135,8 @@ def quantize_graph(src: Path, dst: Path, ranges: Sequence[Sequence[float]], conv
     for i in chosen:
         node, (low, high) = nodes[i], ranges[i]
         if i == 0 and raw_picture and (raw := _picture_values_in(graph, node, inits, producer)):
-            before[node.name or "qdq0"] = raw
+            node.name = node.name or f"qdq{i}"  # its QDQ nodes below go after these, in front of the same node
+            before[node.name] = raw
             low, high = 0.0, 255.0  # the picture's own 8-bit values: uint8 at a step of 1 is exact
         # The decoder's reflection pads and nearest upsamplings only move values, so quantizing before them
         # gives the same numbers; there OpenVINO fuses the quantization into the previous conv and moves
@@ -206,8 +207,8 @@ def _picture_values_in(graph, conv, inits, producer) -> list:  # type: ignore[no
     else:
         return []
     attrs = {a.name: a for a in conv.attribute}
-    kernel = list(attrs["kernel_shape"].ints)
-    if "pads" not in attrs or list(attrs["pads"].ints) != [k // 2 for k in kernel] * 2:
+    pad = [k // 2 for k in attrs["kernel_shape"].ints]
+    if "pads" not in attrs or list(attrs["pads"].ints) != pad * 2:
         return []
     mean = mean.astype(np.float32).reshape(1, -1, 1, 1)
     w_int, w_scale = _int8_weights(numpy_helper.to_array(inits[conv.input[1]]))
@@ -215,7 +216,6 @@ def _picture_values_in(graph, conv, inits, producer) -> list:  # type: ignore[no
     bias = numpy_helper.to_array(inits[conv.input[2]]).astype(np.float32)
     graph.initializer.remove(inits[conv.input[2]])
     folded = bias - (weight.sum(axis=(2, 3)) * mean.reshape(1, -1)).sum(1)
-    pad = [k // 2 for k in kernel]
     graph.initializer.extend([
         numpy_helper.from_array(folded.astype(np.float32), "raw_bias"),
         numpy_helper.from_array(np.array([0, 0, *pad, 0, 0, *pad], np.int64), "raw_pads"),
