@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -236,8 +237,9 @@ def save_image(image: Image.Image, path: Path, *, quality: int = 95) -> None:
     elif suffix == ".webp":
         image.save(path, quality=quality)
     elif suffix == ".png":
-        # zlib level 3 instead of Pillow's 6: ~3x faster to encode (0.09 s vs 0.28 s for 1024 px, as
-        # long as the fast nets take to run) for ~9 % larger files.
-        image.save(path, compress_level=3)
+        # zlib level 3 instead of Pillow's 6 (~2.5x faster to encode), and run-length matching only after PNG's
+        # row filters: a stylized picture has few long repeats for deflate to find, so this takes a third less
+        # time again (108 -> 72 ms a megapixel) for 7 % smaller files (photos: 1 % larger, 86 -> 55 ms).
+        image.save(path, compress_level=3, compress_type=zlib.Z_RLE)
     else:
         image.save(path)
