@@ -171,15 +171,15 @@ def test_phases_lower_their_losses_and_resume(tmp_path: Path, image_folder: Path
     # phase B: the decoder against the cached teacher and AdaIN's own losses, from phase A's encoder (its decoder
     # refitted to the teacher layer by layer first)
     cfg_b = _cfg("b", image_folder, work, 60, lr=1e-4)  # its real rate: 1e-3 undoes the least-squares start
-    fixed = TeacherCache(work / "cache", torch.device("cpu")).batch(8, torch.Generator().manual_seed(123))
+    fixed = TeacherCache(work / "cache", torch.device("cpu")).batch(32, torch.Generator().manual_seed(123))
     start, _, _ = _start(cfg_b, torch.device("cpu"))
     with torch.no_grad():
         before = phase_b_losses(start, vgg, fixed, cfg_b.alpha, cfg_b.weights)
     assert train_phase(cfg_b) == 60
     with torch.no_grad():
         after = phase_b_losses(_trained(work, "b")[0], vgg, fixed, cfg_b.alpha, cfg_b.weights)
-    # alone a fifth off in 60 steps; 17 % after test_adain in the same process (47.1 -> 39.1, bf16 rounding of the
-    # shared VGG state it leaves; not found why this session): both far from a decoder that does not learn
+    # 0.82 of its start in 60 steps, alone or after test_adain in the same process (0.81). Measured on 32 pairs:
+    # on 8 it moved from 0.83 to 0.86 with the teacher of issue 32's fine-tune and with what ran before it.
     assert after["loss"] < 0.85 * before["loss"]
     b_state = torch.load(work / "phase_b.ckpt", weights_only=True)
     a_state = torch.load(work / "phase_a.ckpt", weights_only=True)
