@@ -278,6 +278,29 @@ def test_light_decoder_trains_on_cached_vgg_features_and_resumes(tmp_path: Path,
     assert [s for s, _ in _losses(work, "c")][-2:] == [81, 82]
 
 
+def test_committed_light_decoder_is_vgg_with_a_lighter_decoder(content_image, style_image) -> None:
+    """The light decoder's best checkpoint, committed with its figures (``[models.adain_light]``): its sha256 is
+    checked on load, its encoder is VGG-19's own weights to relu4_1 (fp16-rounded), its decoder the teacher's plan
+    with block 3 halved (~4/5 of the teacher's operations), and it stylizes a real picture deterministically."""
+    entry = Manifest.default().model("adain_light")
+    assert not any(k.startswith("encoder.") for k in load_tensors(entry.file))  # the decoder alone is shipped
+    light = load_student_file(entry.file, entry.sha256)
+    assert light.arch.widths == (64, 128, 256, 512) and light.arch.dec_widths == (64, 128, 128, 256)
+    assert not light.arch.skips and not light.recolor and entry.info["default"] is False
+    teacher_arch = StudentArch((64, 128, 256, 512), False, (64, 128, 256, 512))
+    assert macs(light.arch) == pytest.approx(100.0, abs=0.1) and macs(light.arch) < 0.8 * macs(teacher_arch)
+    vgg_state = load_state_dict()
+    for name, conv in light.encoder.convs.items():
+        assert torch.allclose(conv.weight, vgg_state[f"layers.{name}.weight"], rtol=1e-3, atol=1e-4), name
+    content, style = pil_to_tensor(content_image), pil_to_tensor(style_image)
+    with torch.no_grad():
+        first, second = light.stylize(content, style), light.stylize(content, style)
+    assert first.shape == content.shape and torch.equal(first, second)
+    assert float(first.std()) > 0.05 and float((first - content).abs().mean()) > 0.02  # a picture, not the content
+    with pytest.raises(PresetError):
+        load_student_file(entry.file, "0" * 64)
+
+
 @pytest.fixture(scope="module")
 def student_manifest(tmp_path_factory, pruned) -> Manifest:
     student, _ = pruned
