@@ -37,7 +37,7 @@ from . import correlation as corr
 from .engines import ENGINE_MODELS, has_model, model_id
 from .image import edge_margin, padding_to_multiple
 from .manifest import Manifest, cached_sha256
-from .quantize import RANGES_NAME, choose_precision
+from .quantize import RANGES_NAME, choose_precision, style_precision
 
 #: Bumped when the graphs' inputs or outputs, or how they are written, change, so an old export is not read by new
 #: code (5: the int8 style graph, the int8 graphs' quantization before pads; 6: quantization before max pools,
@@ -135,7 +135,11 @@ class OnnxEngine:
         if self.precision != "bf16":  # int8: what is not quantized runs in f32 (bf16 without AMX is slower)
             config["INFERENCE_PRECISION_HINT"] = "f32"
         int8 = self.precision == "int8"
-        self._style = core.compile_model(str(folder / (STYLE_INT8_GRAPH if int8 else STYLE_GRAPH)), "CPU", config)
+        #: the style graph's (:func:`stylizer.quantize.style_precision`: bf16 with AMX where the rest is int8)
+        self.style_precision = style_precision(self.precision)
+        self._style = core.compile_model(
+            str(folder / (STYLE_INT8_GRAPH if self.style_precision == "int8" else STYLE_GRAPH)), "CPU",
+            {**config, "INFERENCE_PRECISION_HINT": "bf16"} if self.style_precision == "bf16" else config)
         self._stylize = core.compile_model(str(folder / (STYLIZE_INT8_GRAPH if int8 else STYLIZE_GRAPH)), "CPU",
                                            {**config, "PERFORMANCE_HINT": "THROUGHPUT"} if throughput else config)
         self._inputs = [i.any_name for i in self._stylize.inputs]

@@ -300,8 +300,28 @@ def test_precision_follows_the_cpu(monkeypatch) -> None:
         monkeypatch.delenv(quantize.PRECISION_ENV, raising=False)
         assert quantize.choose_precision() == wanted, flags
         assert quantize.choose_precision(("bf16", "f32")) == without_int8, flags
+        assert quantize.style_precision("int8") == ("bf16" if "amx_bf16" in flags else "int8"), flags
+        assert quantize.style_precision("f32") == "f32" and quantize.style_precision("bf16") == "bf16"
     monkeypatch.setenv(quantize.PRECISION_ENV, "f32")
     assert quantize.choose_precision() == "f32"
+
+
+def test_style_graph_runs_bf16_beside_int8_with_amx(exported, style_image, monkeypatch) -> None:
+    """Where the stylize graph is int8, the style graph is too without AMX (speed), and bf16 with AMX: its
+    statistics steer every picture of a run, and bf16's are nearer float32's than int8's."""
+    from stylizer import quantize
+
+    folder = onnx_engine.export_dir(Manifest.default(), "vgg")
+    style = style_image.resize((128, 128))
+    ref = exported["vgg"].style_stats(style)
+    errors = {}
+    for flags, wanted in (({"amx_bf16", "amx_int8", "avx512_vnni"}, "bf16"), ({"avx512_vnni"}, "int8")):
+        monkeypatch.setattr(quantize, "cpu_flags", lambda flags=flags: flags)
+        engine = onnx_engine.OnnxEngine(folder, "vgg", precision="int8")
+        assert engine.precision == "int8" and engine.style_precision == wanted
+        mean, std = engine.style_stats(style)[:2]
+        errors[wanted] = float(np.abs(mean - ref[0]).mean() + np.abs(std - ref[1]).mean())
+    assert errors["bf16"] < errors["int8"], errors
 
 
 def test_int8_quantizes_before_pads_and_upsampling_to_the_same_numbers(tmp_path, monkeypatch) -> None:
