@@ -30,7 +30,7 @@ from .onnx_engine import (
     cache_dir,
     export_dir,
 )
-from .quantize import ENCODER_CONVS, quantize_graph, read_ranges
+from .quantize import ENCODER_CONVS, quantize_graph, read_calibration
 from .student import Student, load_student
 from .vgg import get_vgg
 
@@ -120,10 +120,12 @@ def export_onnx(manifest: Manifest, engine: str) -> Path:
                               opset_version=17, dynamo=False)
         if engine == "vgg":  # the int8 graph for CPUs without AMX, when ranges were calibrated for this decoder
             entry = manifest.model("adain_decoder")
-            ranges = read_ranges(entry.file.parent, entry.sha256)
-            if ranges is not None:
-                quantize_graph(tmp / STYLIZE_GRAPH, tmp / STYLIZE_INT8_GRAPH, ranges)
-                quantize_graph(tmp / STYLE_GRAPH, tmp / STYLE_INT8_GRAPH, ranges[:ENCODER_CONVS])
+            calibration = read_calibration(entry.file.parent, entry.sha256)
+            if calibration is not None:
+                ranges, means = calibration
+                quantize_graph(tmp / STYLIZE_GRAPH, tmp / STYLIZE_INT8_GRAPH, ranges, means=means)
+                quantize_graph(tmp / STYLE_GRAPH, tmp / STYLE_INT8_GRAPH, ranges[:ENCODER_CONVS],
+                               means=None if means is None else means[:ENCODER_CONVS])
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)

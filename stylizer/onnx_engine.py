@@ -41,8 +41,8 @@ from .quantize import RANGES_NAME, choose_precision, style_precision
 
 #: Bumped when the graphs' inputs or outputs, or how they are written, change, so an old export is not read by new
 #: code (5: the int8 style graph, the int8 graphs' quantization before pads; 6: quantization before max pools,
-#: AdaIN as instance norms, the first conv int8 on the picture's own values).
-EXPORT_VERSION = 6
+#: AdaIN as instance norms, the first conv int8 on the picture's own values; 7: the int8 convs' bias correction).
+EXPORT_VERSION = 7
 STYLE_GRAPH, STYLIZE_GRAPH = "style.onnx", "stylize.onnx"
 #: the teacher's graphs with int8 convolutions (:mod:`stylizer.quantize`), for CPUs with VNNI (AMX's included)
 STYLE_INT8_GRAPH, STYLIZE_INT8_GRAPH = "style_int8.onnx", "stylize_int8.onnx"
