@@ -45,15 +45,25 @@ QUANTILE = 0.9999
 RANGES_NAME = "int8_ranges.json"
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 PRECISION_ENV = "STYLIZER_PRECISION"
+#: oneDNN's own limit on the instructions it uses (e.g. ``AVX512_CORE_BF16``: no AMX)
+ISA_LIMIT_ENV = "ONEDNN_MAX_CPU_ISA"
 
 
 def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the kernels will use them: without AMX's when ``ONEDNN_MAX_CPU_ISA`` holds oneDNN
+    (OpenVINO's CPU kernels) below AMX, as when a Xeon stands in for an EPYC in a benchmark."""
+    import os
+
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return set()
     line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+    flags = set(line.partition(":")[2].split())
+    limit = os.environ.get(ISA_LIMIT_ENV, "").upper()
+    if limit and "AMX" not in limit and limit not in ("ALL", "DEFAULT"):
+        flags = {f for f in flags if not f.startswith("amx")}
+    return flags
 
 
 def choose_precision(available: Sequence[str] = ("bf16", "int8", "f32")) -> str:

@@ -325,6 +325,22 @@ def test_precision_follows_the_cpu(monkeypatch) -> None:
     assert quantize.choose_precision() == "f32"
 
 
+def test_cpu_flags_drop_amx_when_onednn_is_held_below_it(monkeypatch) -> None:
+    """``ONEDNN_MAX_CPU_ISA`` below AMX (a Xeon standing in for an EPYC) hides AMX from the precision choice too,
+    so the emulated run picks what the EPYC would (the kernels could not use AMX anyway)."""
+    from stylizer import quantize
+
+    monkeypatch.delenv(quantize.ISA_LIMIT_ENV, raising=False)
+    text = Path("/proc/cpuinfo").read_text()
+    raw = set(next(ln for ln in text.splitlines() if ln.startswith("flags")).partition(":")[2].split())
+    assert quantize.cpu_flags() == raw
+    for limit, keeps_amx in (("AVX512_CORE_BF16", False), ("avx2", False), ("AVX512_CORE_AMX", True), ("ALL", True)):
+        monkeypatch.setenv(quantize.ISA_LIMIT_ENV, limit)
+        flags = quantize.cpu_flags()
+        assert flags == (raw if keeps_amx else {f for f in raw if not f.startswith("amx")}), limit
+        assert flags >= {f for f in raw if not f.startswith("amx")}
+
+
 def test_style_graph_runs_bf16_beside_int8_with_amx(exported, style_image, monkeypatch) -> None:
     """Where the stylize graph is int8, the style graph is too without AMX (speed), and bf16 with AMX: its
     statistics steer every picture of a run, and bf16's are nearer float32's than int8's."""
