@@ -276,6 +276,20 @@ def test_light_decoder_trains_on_cached_vgg_features_and_resumes(tmp_path: Path,
                if k.startswith("encoder."))  # VGG's own weights, untouched
     assert train_phase(cfg("c", 82, lr=3e-4)) == 82
     assert [s for s, _ in _losses(work, "c")][-2:] == [81, 82]
+    # a fresh machine goes on from the committed file (its own decoder widths), on the same cache
+    from stylizer.train.student import export
+
+    light = Student(arch)
+    light.load_state_dict(c_state["student"])
+    export(light, tmp_path / "light.safetensors", {})
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "cache").symlink_to(work / "cache")
+    again = cfg("c", 2)
+    again.work, again.from_student = fresh, tmp_path / "light.safetensors"
+    assert train_phase(again) == 2
+    state = torch.load(fresh / "phase_c.ckpt", weights_only=True)
+    assert StudentArch.from_json(state["arch"]).dec_widths == (8, 16, 32, 64)
 
 
 def test_committed_light_decoder_is_vgg_with_a_lighter_decoder(content_image, style_image) -> None:

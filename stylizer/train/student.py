@@ -369,7 +369,7 @@ def _start(cfg: StudentConfig, device: torch.device) -> tuple[Student, Embedding
         # a fresh machine: go on from the committed weights (the embeddings are only a training device, refitted)
         student = load_student_file(cfg.from_student)
         wider = StudentArch(tuple(max(a, b) for a, b in zip(arch.widths, student.arch.widths, strict=True)),
-                            arch.skips or student.arch.skips)
+                            arch.skips or student.arch.skips, student.arch.decoder_widths)
         if wider != student.arch:  # --widths / --skips ask for more than the file has: grow it, same function
             log.info("growing %s -> %s", student.arch, wider)
             student = widened(student, wider, torch.Generator().manual_seed(cfg.seed))
