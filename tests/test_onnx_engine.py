@@ -393,6 +393,25 @@ def test_int8_quantizes_before_pads_and_upsampling_to_the_same_numbers(tmp_path,
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
+def test_calibration_measures_each_convs_input_range_and_channel_means() -> None:
+    """conv_input_stats: per conv (in module order) the input's [min, high quantile] over all feeds and its channel
+    means averaged over the feeds, what the int8 graph's ranges and bias correction are made of."""
+    from stylizer.quantize import conv_input_stats
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(3, 1, 1)).eval()
+    feeds = [(torch.randn(1, 2, 16, 16) + 3,), (torch.randn(1, 2, 8, 24) - 1,)]
+    ranges, means = conv_input_stats(net, feeds)
+    with torch.no_grad():
+        hidden = [net[1](net[0](x)) for (x,) in feeds]
+    want = [torch.stack([x.mean(dim=(0, 2, 3)) for (x,) in feeds]).mean(0),
+            torch.stack([h.mean(dim=(0, 2, 3)) for h in hidden]).mean(0)]
+    for got, expected in zip(means, want, strict=True):
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+    assert ranges[0][0] == pytest.approx(min(float(x.min()) for (x,) in feeds), abs=1e-4) and ranges[1][0] == 0.0
+    assert 0 < ranges[1][1] <= max(float(h.max()) for h in hidden) + 1e-4
+
+
 def test_int8_bias_correction_removes_the_weights_rounding_on_average(tmp_path) -> None:
     """On an input whose channels hold their mean everywhere (integers, which uint8 holds exactly), the int8 conv
     with its bias corrected by those means draws float32's output; without, it is off by the weights' rounding."""
